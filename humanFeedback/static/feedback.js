@@ -1,0 +1,384 @@
+// CleanRLHF labelling page. Plain JS, no build step, no external resources.
+// Flow: claim a query -> show its two clips looping in sync -> answer (A / B / equal / skip) -> claim the next.
+// With nothing to claim, long-poll GET /api/wait (the server answers as soon as work arrives; no tight loop),
+// backing off exponentially on network errors. Labels are P(B > A): A = 0.0, B = 1.0, equal = 0.5.
+"use strict";
+
+(() => {
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  const runFilter = params.get("run");
+  const NAME_RE = /^[\p{L}\p{N}_](?:[\p{L}\p{N}_ .@+-]{0,62}[\p{L}\p{N}_.@+-])?$/u;
+  const CHOICE_TEXT = { A: "A is better", B: "B is better", equal: "equally good", skip: "can't tell (skipped)" };
+  const LONG_POLL_S = 25;
+
+  const $ = (id) => document.getElementById(id);
+  const videos = [$("clip-a"), $("clip-b")];
+  const choiceButtons = Array.from(document.querySelectorAll("button.choice"));
+
+  const state = {
+    labeller: "",
+    query: null, // the query shown (leased to us)
+    busy: false, // an answer/undo request is in flight
+    gen: 0, // bumps to cancel a running claim/wait loop
+    backoffMs: 1000,
+  };
+
+  // ------------------------------------------------------------------ helpers
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  function withToken(path) {
+    if (!token) return path;
+    return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+  }
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  async function api(path, body) {
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    const init = { method: "GET", headers, cache: "no-store" };
+    if (body !== undefined) {
+      init.method = "POST";
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch (err) {
+      throw new ApiError(0, "network", "cannot reach the server");
+    }
+    let data = null;
+    try {
+      data = await res.json();
+    } catch (err) {
+      data = null;
+    }
+    if (!res.ok) {
+      throw new ApiError(res.status, data && data.error, (data && data.message) || res.statusText);
+    }
+    return data;
+  }
+
+  function announce(text) {
+    $("status").textContent = text;
+  }
+
+  // ------------------------------------------------------------------ labeller name
+  function loadName() {
+    let name = localStorage.getItem("cleanrlhf.labeller") || "";
+    if (!NAME_RE.test(name)) {
+      name = "labeller-" + Math.random().toString(36).slice(2, 6);
+      localStorage.setItem("cleanrlhf.labeller", name);
+    }
+    $("labeller").value = name;
+    return name;
+  }
+
+  $("who").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("labeller");
+    const name = input.value.trim();
+    if (!NAME_RE.test(name)) {
+      input.setCustomValidity("1-64 letters, digits, spaces or . _ @ + -");
+      input.reportValidity();
+      return;
+    }
+    input.setCustomValidity("");
+    if (name === state.labeller) return;
+    const old = state.labeller;
+    localStorage.setItem("cleanrlhf.labeller", name);
+    state.labeller = name;
+    try {
+      await api("/api/release", { labeller: old });
+    } catch (err) {
+      // The old lease simply expires.
+    }
+    announce(`You are now labelling as “${name}”.`);
+    input.blur();
+    next();
+  });
+  $("labeller").addEventListener("input", () => $("labeller").setCustomValidity(""));
+
+  // ------------------------------------------------------------------ progress
+  function showProgress(p) {
+    if (!p) return;
+    $("n-labelled").textContent = p.labelled;
+    $("n-skipped").textContent = p.skipped;
+    $("n-pending").textContent = p.pending;
+    $("n-leased").textContent = p.leased;
+    $("n-mine").textContent = p.mine;
+    const bar = $("progress-bar");
+    bar.max = Math.max(p.total, 1);
+    bar.value = p.labelled + p.skipped;
+  }
+
+  // ------------------------------------------------------------------ clips, in sync
+  let readyCount = 0;
+
+  function resetVideos() {
+    for (const v of videos) {
+      v.pause();
+      v.removeAttribute("src");
+      v.load();
+    }
+  }
+
+  function playBoth(fromStart) {
+    for (const v of videos) {
+      if (fromStart) v.currentTime = 0;
+      const p = v.play();
+      if (p) p.catch(() => announce("Press R or click Replay to start the clips."));
+    }
+  }
+
+  function loadClips(q) {
+    readyCount = 0;
+    videos.forEach((v, i) => {
+      v.pause();
+      v.src = withToken(i === 0 ? q.clip_a_url : q.clip_b_url);
+      v.load();
+    });
+  }
+
+  for (const v of videos) {
+    // Start both only when both can play, so they begin on the same frame.
+    v.addEventListener("canplay", () => {
+      if (v.dataset.src === v.currentSrc) return;
+      v.dataset.src = v.currentSrc;
+      readyCount += 1;
+      if (readyCount === 2) playBoth(true);
+    });
+    // Loop together: when both have ended (a shorter clip holds its last frame), restart both.
+    v.addEventListener("ended", () => {
+      if (videos.every((x) => x.ended)) playBoth(true);
+    });
+    v.addEventListener("error", () => {
+      if (v.getAttribute("src")) announce("A clip failed to load; try Replay, or skip this pair.");
+    });
+  }
+  // Keep B on A's clock while both play (decoders drift apart over loops).
+  videos[0].addEventListener("timeupdate", () => {
+    const [a, b] = videos;
+    if (!a.paused && !b.paused && !a.ended && !b.ended && Math.abs(a.currentTime - b.currentTime) > 0.12) {
+      if (a.currentTime < b.duration) b.currentTime = a.currentTime;
+    }
+  });
+
+  // ------------------------------------------------------------------ showing a query / waiting
+  function setButtons() {
+    const canAnswer = state.query !== null && !state.busy;
+    for (const b of choiceButtons) b.disabled = !canAnswer;
+    $("btn-replay").disabled = state.query === null;
+    $("btn-undo").disabled = state.busy;
+  }
+
+  function show(q) {
+    state.query = q;
+    $("waiting").hidden = true;
+    $("compare").hidden = false;
+    $("instruction").textContent = q.run.instruction || "(no instruction given)";
+    $("run-info").textContent = `run ${q.run.run_id} · ${q.run.env_id} · session ${q.session} · query ${q.query_id}`;
+    for (const v of videos) delete v.dataset.src;
+    loadClips(q);
+    setButtons();
+  }
+
+  function showWaiting() {
+    state.query = null;
+    resetVideos();
+    $("compare").hidden = true;
+    $("waiting").hidden = false;
+    $("run-info").textContent = runFilter ? `run ${runFilter}` : "";
+    setButtons();
+  }
+
+  // Claim the next query; if there is none, wait for one (long-poll). Only one loop runs at a time.
+  async function next() {
+    const gen = ++state.gen;
+    let waited = false;
+    while (gen === state.gen) {
+      try {
+        const body = { labeller: state.labeller };
+        if (runFilter) body.run_id = runFilter;
+        const data = await api("/api/claim", body);
+        if (gen !== state.gen) return;
+        state.backoffMs = 1000;
+        showProgress(data.progress);
+        if (data.query) {
+          if (waited) notifyNewWork();
+          show(data.query);
+          if (waited) announce("New clip pairs arrived.");
+          return;
+        }
+        if (!waited) {
+          showWaiting();
+          announce("Waiting for the trainer…");
+          if (data.progress.total === 0) $("instruction").textContent = "(no run has sent clips yet)";
+        }
+        waited = true;
+        const q = `/api/wait?wait=${LONG_POLL_S}` + (runFilter ? `&run_id=${encodeURIComponent(runFilter)}` : "");
+        await api(q);
+      } catch (err) {
+        if (gen !== state.gen) return;
+        if (err.status === 401) {
+          announce("Missing or wrong token: open the exact link the server printed.");
+          return;
+        }
+        if (err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429) {
+          announce(`Error: ${err.message}`);
+          return;
+        }
+        announce(`Cannot reach the server; retrying in ${Math.round(state.backoffMs / 1000)} s…`);
+        await sleep(state.backoffMs);
+        state.backoffMs = Math.min(state.backoffMs * 2, 30000);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ answering and undo
+  async function answer(choice) {
+    const q = state.query;
+    if (!q || state.busy) return;
+    state.busy = true;
+    setButtons();
+    const btn = choiceButtons.find((b) => b.dataset.choice === choice);
+    btn.classList.add("flash");
+    try {
+      const data = await api("/api/answer", {
+        labeller: state.labeller,
+        run_id: q.run_id,
+        query_id: q.query_id,
+        choice,
+      });
+      showProgress(data.progress);
+      announce(`Saved: ${CHOICE_TEXT[choice]} (query ${q.query_id}).`);
+      state.query = null;
+      state.busy = false;
+      next();
+    } catch (err) {
+      state.busy = false;
+      if (err.status === 409 || err.status === 404) {
+        announce(`Not saved: ${err.message}. Loading the next pair.`);
+        state.query = null;
+        next();
+      } else {
+        announce(`Not saved (${err.message}). Try again.`);
+      }
+    } finally {
+      setTimeout(() => btn.classList.remove("flash"), 150);
+      setButtons();
+    }
+  }
+
+  async function undo() {
+    if (state.busy) return;
+    state.busy = true;
+    setButtons();
+    try {
+      const body = { labeller: state.labeller };
+      if (runFilter) body.run_id = runFilter;
+      const data = await api("/api/undo", body);
+      state.gen += 1; // stop any waiting loop: we hold the undone query now
+      show(data.query);
+      showProgress(data.progress);
+      announce(`Undone: answer the pair of query ${data.query.query_id} again.`);
+    } catch (err) {
+      announce(err.code === "nothing_to_undo" ? "Nothing to undo." : `Undo failed: ${err.message}`);
+    } finally {
+      state.busy = false;
+      setButtons();
+    }
+  }
+
+  for (const b of choiceButtons) b.addEventListener("click", () => answer(b.dataset.choice));
+  $("btn-undo").addEventListener("click", undo);
+  $("btn-replay").addEventListener("click", () => playBoth(true));
+
+  const KEYS = { ArrowLeft: "A", ArrowRight: "B", ArrowUp: "equal", ArrowDown: "skip" };
+  document.addEventListener("keydown", (ev) => {
+    if (ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    const t = ev.target;
+    if (t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t instanceof HTMLSelectElement) return;
+    if (ev.key in KEYS) {
+      ev.preventDefault(); // no scrolling
+      if (!ev.repeat) answer(KEYS[ev.key]);
+    } else if (ev.key === "u" || ev.key === "U" || ev.key === "Backspace") {
+      ev.preventDefault();
+      if (!ev.repeat) undo();
+    } else if (ev.key === "r" || ev.key === "R") {
+      if (state.query) playBoth(true);
+    }
+  });
+
+  // ------------------------------------------------------------------ optional notifications (opt-in)
+  const optSound = $("opt-sound");
+  const optNotify = $("opt-notify");
+  optSound.checked = localStorage.getItem("cleanrlhf.sound") === "1";
+  optNotify.checked = localStorage.getItem("cleanrlhf.notify") === "1" && "Notification" in window;
+  optSound.addEventListener("change", () => {
+    localStorage.setItem("cleanrlhf.sound", optSound.checked ? "1" : "0");
+    if (optSound.checked) beep(); // also unlocks audio with this user gesture
+  });
+  optNotify.addEventListener("change", async () => {
+    if (optNotify.checked) {
+      if (!("Notification" in window)) {
+        optNotify.checked = false;
+        announce("This browser has no notifications.");
+      } else if ((await Notification.requestPermission()) !== "granted") {
+        optNotify.checked = false;
+        announce("Notifications were not allowed.");
+      }
+    }
+    localStorage.setItem("cleanrlhf.notify", optNotify.checked ? "1" : "0");
+  });
+
+  let audioCtx = null;
+  function beep() {
+    try {
+      audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)();
+      const osc = audioCtx.createOscillator();
+      const gain = audioCtx.createGain();
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.15, audioCtx.currentTime);
+      gain.gain.exponentialRampToValueAtTime(0.001, audioCtx.currentTime + 0.25);
+      osc.connect(gain).connect(audioCtx.destination);
+      osc.start();
+      osc.stop(audioCtx.currentTime + 0.25);
+    } catch (err) {
+      // No audio available: the visual state still changes.
+    }
+  }
+
+  function notifyNewWork() {
+    if (optSound.checked) beep();
+    if (optNotify.checked && "Notification" in window && Notification.permission === "granted" && document.hidden) {
+      new Notification("CleanRLHF: new clips to label", { body: "The trainer sent a new feedback session." });
+    }
+  }
+
+  // ------------------------------------------------------------------ start / leave
+  window.addEventListener("pagehide", () => {
+    // Give the pair back at once instead of letting its lease run out.
+    if (!state.query) return;
+    const headers = { "Content-Type": "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    fetch("/api/release", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ labeller: state.labeller }),
+      keepalive: true,
+    }).catch(() => {});
+  });
+
+  state.labeller = loadName();
+  setButtons();
+  next();
+})();

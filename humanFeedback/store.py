@@ -1,0 +1,577 @@
+"""Durable store of the labelling server: SQLite (WAL) for runs, queries, labels, labellers and the event log,
+plus a content-addressed clip store on disk.
+
+Durability: every mutation is one transaction committed before the HTTP handler answers. The database runs in
+WAL mode with ``synchronous=FULL``: a commit appends its frames to the ``-wal`` file with ``write()`` *and*
+``fsync()``s it before ``COMMIT`` returns. ``write()`` alone already survives ``kill -9`` of the server (the data
+sits in the kernel's page cache, and SQLite replays the WAL when the database is opened again); the ``fsync``
+makes an acknowledged label survive a power cut or kernel crash too (``synchronous=NORMAL`` in WAL mode may roll
+back the last commits in that case). One fsync per label costs about a millisecond, nothing next to a human.
+Clip files are written to a temporary name, fsynced, renamed to their final name and the directory fsynced,
+all before the query row that refers to them is committed.
+
+Concurrency: one connection guarded by one ``threading.Condition``. Every operation runs under the condition's
+lock, which makes "claim the next pending query" atomic (a query is never leased to two labellers), and every
+mutation ``notify_all``s so that long-polls (``events``, ``claim(wait=...)``) wake up without busy-waiting.
+
+Query states: ``pending`` -> ``leased`` (to one labeller until ``lease_expires``) -> ``labelled`` | ``skipped``.
+An expired lease counts as pending and may be claimed by anyone; the old holder can still answer as long as no
+one else has claimed it. Undo retracts the labeller's last answer (a ``retract`` event) and leases that query
+back to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Label encoding is fixed project-wide: P(B > A). "skip" is not a label.
+CHOICES: dict[str, float | None] = {"A": 0.0, "B": 1.0, "equal": 0.5, "skip": None}
+
+CLIP_MIMES = {"video/webm": "webm", "video/mp4": "mp4"}
+CLIP_NAME_RE = re.compile(r"[0-9a-f]{64}\.(webm|mp4)")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    instruction TEXT NOT NULL,
+    env_id TEXT NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clips (
+    clip_id TEXT PRIMARY KEY,          -- sha256 of the bytes; the file is clips/<clip_id>.<ext>
+    mime TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS labellers (
+    name TEXT PRIMARY KEY,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queries (
+    pk INTEGER PRIMARY KEY AUTOINCREMENT,   -- upload order: queries are served first in, first out
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    query_id TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    clip_a TEXT NOT NULL REFERENCES clips(clip_id),
+    clip_b TEXT NOT NULL REFERENCES clips(clip_id),
+    meta TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL CHECK (state IN ('pending', 'leased', 'labelled', 'skipped')),
+    lease_holder TEXT REFERENCES labellers(name),
+    lease_expires REAL,
+    created_at REAL NOT NULL,
+    UNIQUE (run_id, query_id)
+);
+CREATE INDEX IF NOT EXISTS queries_state ON queries (state, pk);
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    query_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('label', 'skip')),
+    label REAL CHECK (label IN (0.0, 0.5, 1.0)),
+    labeller TEXT NOT NULL REFERENCES labellers(name),
+    created_at REAL NOT NULL,
+    retracted_at REAL,
+    FOREIGN KEY (run_id, query_id) REFERENCES queries(run_id, query_id)
+);
+CREATE INDEX IF NOT EXISTS labels_labeller ON labels (labeller, id);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- global and increasing; a run's events are a subsequence
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    type TEXT NOT NULL CHECK (type IN ('label', 'skip', 'retract')),
+    query_id TEXT NOT NULL,
+    label REAL,
+    labeller TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
+"""
+
+
+class StoreError(Exception):
+    """Base of the errors the HTTP layer turns into 4xx JSON; ``code`` is a short machine-readable name."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class NotFound(StoreError):
+    status = 404
+
+
+class Conflict(StoreError):
+    status = 409
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds -> ISO 8601 UTC with milliseconds, e.g. ``2025-01-31T12:00:00.123Z``."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def sniff_clip_mime(data: bytes) -> str | None:
+    """The container of ``data`` from its magic bytes: WebM (EBML header) or MP4 (``ftyp`` box), else None."""
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "video/webm"
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        return "video/mp4"
+    return None
+
+
+class Store:
+    """All state of the labelling server. Thread-safe; one instance per data dir and process."""
+
+    def __init__(self, data_dir: Path, lease_seconds: float = 120.0, clock: Callable[[], float] = time.time) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.clip_dir = self.data_dir / "clips"
+        self.clip_dir.mkdir(parents=True, exist_ok=True)
+        self.lease_seconds = float(lease_seconds)
+        self._clock = clock
+        self._cond = threading.Condition(threading.Lock())
+        self._closing = False
+        # One connection shared by the server's threads; every use is under self._cond's lock.
+        self._db = sqlite3.connect(
+            self.data_dir / "feedback.sqlite3", isolation_level=None, check_same_thread=False, timeout=10
+        )
+        self._db.row_factory = sqlite3.Row
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise RuntimeError(f"SQLite refused WAL mode (got {mode!r}) for {self.data_dir}")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _tx(self, notify: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the caller holds ``self._cond``. Commits (durably) or rolls back.
+
+        ``notify`` wakes the long-polls; bookkeeping writes that change nothing they wait for pass False
+        (otherwise two waiting claimers would wake each other forever).
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        if notify:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Wake every long-poll, then checkpoint the WAL and close the database."""
+        self.begin_shutdown()
+        with self._cond:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+    def begin_shutdown(self) -> None:
+        """Make every waiting long-poll return now (used on SIGTERM)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+
+    def _wait(self, deadline: float, wake_at: float | None = None) -> bool:
+        """Block (lock released) until notified, ``wake_at`` or ``deadline``. False once the deadline passed."""
+        now = self._clock()
+        if self._closing or now >= deadline:
+            return False
+        until = deadline if wake_at is None else min(deadline, wake_at)
+        self._cond.wait(timeout=max(until - now, 0.0) + 0.001)
+        return not self._closing
+
+    def _touch_labeller(self, db: sqlite3.Connection, name: str, now: float) -> None:
+        db.execute(
+            "INSERT INTO labellers (name, first_seen, last_seen) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
+            (name, now, now),
+        )
+
+    # ------------------------------------------------------------------ runs
+    @staticmethod
+    def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "run_id": row["run_id"],
+            "instruction": row["instruction"],
+            "env_id": row["env_id"],
+            "meta": json.loads(row["meta"]),
+            "created_at": iso(row["created_at"]),
+        }
+
+    def register_run(
+        self, run_id: str, instruction: str, env_id: str, meta: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Create the run, or return the existing one unchanged (idempotent). Returns ``(run, created)``."""
+        with self._cond:
+            row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is not None:
+                return self._run_dict(row), False
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, ?)",
+                    (run_id, instruction, env_id, json.dumps(meta or {}), self._clock()),
+                )
+            return self._run_dict(self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()), True
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        with self._cond:
+            row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound("unknown_run", f"no run {run_id!r}")
+        return self._run_dict(row)
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        with self._cond:
+            rows = self._db.execute("SELECT * FROM runs ORDER BY created_at, run_id").fetchall()
+            return [dict(self._run_dict(r), counts=self._counts(r["run_id"])) for r in rows]
+
+    # ------------------------------------------------------------------ clips
+    def put_clip(self, data: bytes, mime: str) -> str:
+        """Write a clip into the store (content-addressed, atomic, fsynced) and return its id (sha256 hex).
+
+        The file name is derived from the bytes only; nothing the client sends becomes part of a path.
+        """
+        ext = CLIP_MIMES[mime]
+        clip_id = hashlib.sha256(data).hexdigest()
+        final = self.clip_dir / f"{clip_id}.{ext}"
+        if not final.exists():
+            tmp = self.clip_dir / f".tmp-{uuid.uuid4().hex}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            dir_fd = os.open(self.clip_dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        with self._cond, self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO clips VALUES (?, ?, ?, ?)", (clip_id, mime, len(data), self._clock()))
+        return clip_id
+
+    def clip_file(self, name: str) -> tuple[Path, str]:
+        """The file and mime type of a stored clip named ``<sha256>.<ext>``; NotFound for anything else.
+
+        Defence in depth: the name must match a strict pattern, be registered in the database, and the resolved
+        path must sit directly inside the clip directory (so no ``..``, sibling-prefix or symlink escapes).
+        """
+        if not isinstance(name, str) or not CLIP_NAME_RE.fullmatch(name):
+            raise NotFound("unknown_clip", "no such clip")
+        clip_id, ext = name.split(".")
+        with self._cond:
+            row = self._db.execute("SELECT mime FROM clips WHERE clip_id = ?", (clip_id,)).fetchone()
+        if row is None or CLIP_MIMES[row["mime"]] != ext:
+            raise NotFound("unknown_clip", "no such clip")
+        path = (self.clip_dir / name).resolve()
+        if path.parent != self.clip_dir or not path.is_file():
+            raise NotFound("unknown_clip", "no such clip")
+        return path, row["mime"]
+
+    # ------------------------------------------------------------------ queries
+    def _query_dict(self, row: sqlite3.Row, now: float | None = None) -> dict[str, Any]:
+        now = self._clock() if now is None else now
+        state = row["state"]
+        if state == "leased" and row["lease_expires"] <= now:
+            state = "pending"  # an expired lease is pending again
+        clips = {}
+        for side in ("a", "b"):
+            mime = self._db.execute("SELECT mime FROM clips WHERE clip_id = ?", (row[f"clip_{side}"],)).fetchone()
+            clips[side] = f"{row[f'clip_{side}']}.{CLIP_MIMES[mime['mime']]}"
+        out = {
+            "run_id": row["run_id"],
+            "query_id": row["query_id"],
+            "session": row["session"],
+            "state": state,
+            "clip_a": clips["a"],
+            "clip_b": clips["b"],
+            "meta": json.loads(row["meta"]),
+            "created_at": iso(row["created_at"]),
+        }
+        if state == "leased":
+            out["lease_holder"] = row["lease_holder"]
+            out["lease_expires"] = iso(row["lease_expires"])
+        return out
+
+    def add_query(
+        self,
+        run_id: str,
+        query_id: str,
+        session: int,
+        clip_a: tuple[bytes, str],
+        clip_b: tuple[bytes, str],
+        meta: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], bool, bool]:
+        """Store a query and its two clips (each ``(bytes, mime)``). Idempotent on ``(run_id, query_id)``.
+
+        Returns ``(query, created, same_content)``; a re-upload never duplicates, and ``same_content`` says
+        whether its clips and session equal the stored ones.
+        """
+        self.get_run(run_id)
+        id_a = self.put_clip(*clip_a)
+        id_b = self.put_clip(*clip_b)
+        with self._cond:
+            row = self._db.execute(
+                "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (run_id, query_id)
+            ).fetchone()
+            if row is None:
+                with self._tx() as db:
+                    db.execute(
+                        "INSERT INTO queries (run_id, query_id, session, clip_a, clip_b, meta, state, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                        (run_id, query_id, session, id_a, id_b, json.dumps(meta or {}), self._clock()),
+                    )
+                row = self._db.execute(
+                    "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (run_id, query_id)
+                ).fetchone()
+                return self._query_dict(row), True, True
+            same = (row["clip_a"], row["clip_b"], row["session"]) == (id_a, id_b, session)
+            return self._query_dict(row), False, same
+
+    def get_query(self, run_id: str, query_id: str) -> dict[str, Any]:
+        with self._cond:
+            row = self._db.execute(
+                "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (run_id, query_id)
+            ).fetchone()
+            if row is None:
+                raise NotFound("unknown_query", f"no query {query_id!r} in run {run_id!r}")
+            return self._query_dict(row)
+
+    # ------------------------------------------------------------------ labelling
+    def claim(self, labeller: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """Lease the next pending query (first uploaded, first served) to ``labeller``; None if there is none.
+
+        A labeller holds at most one lease: if they already hold one (matching ``run_id``), it is renewed and
+        returned again (a page reload resumes the same pair). Claiming never waits: a client that went away while
+        waiting must not be handed a lease (see ``wait_claimable``).
+        """
+        if run_id is not None:
+            self.get_run(run_id)
+        run_filter = "" if run_id is None else " AND run_id = :run"
+        with self._cond:
+            now = self._clock()
+            params = {"who": labeller, "now": now, "run": run_id, "until": now + self.lease_seconds}
+            held = self._db.execute(
+                "SELECT pk FROM queries WHERE state = 'leased' AND lease_holder = :who"
+                + run_filter
+                + " ORDER BY lease_expires DESC LIMIT 1",
+                params,
+            ).fetchone()
+            target = (
+                held
+                or self._db.execute(
+                    "SELECT pk FROM queries WHERE (state = 'pending' OR (state = 'leased' AND lease_expires <= :now))"
+                    + run_filter
+                    + " ORDER BY pk LIMIT 1",
+                    params,
+                ).fetchone()
+            )
+            keep = -1 if target is None else target["pk"]
+            with self._tx(notify=target is not None) as db:
+                self._touch_labeller(db, labeller, now)
+                # A labeller holds one lease at a time: give back any other (e.g. in another run).
+                released = db.execute(
+                    "UPDATE queries SET state = 'pending', lease_holder = NULL, lease_expires = NULL "
+                    "WHERE state = 'leased' AND lease_holder = :who AND pk != :keep",
+                    dict(params, keep=keep),
+                ).rowcount
+                db.execute(
+                    "UPDATE queries SET state = 'leased', lease_holder = :who, lease_expires = :until WHERE pk = :keep",
+                    dict(params, keep=keep),
+                )
+            if released and target is None:
+                self._cond.notify_all()
+            if target is None:
+                return None
+            return self._query_dict(self._db.execute("SELECT * FROM queries WHERE pk = ?", (keep,)).fetchone(), now)
+
+    def wait_claimable(self, run_id: str | None = None, wait: float = 0.0) -> int:
+        """How many queries could be claimed now; if none, block up to ``wait`` s until some could (long-poll).
+
+        Wakes on any change and when the next lease expires, so nobody polls in a loop.
+        """
+        if run_id is not None:
+            self.get_run(run_id)
+        run_filter = "" if run_id is None else " AND run_id = :run"
+        with self._cond:
+            deadline = self._clock() + wait
+            while True:
+                params = {"now": self._clock(), "run": run_id}
+                n = self._db.execute(
+                    "SELECT COUNT(*) FROM queries WHERE (state = 'pending' OR (state = 'leased' AND "
+                    "lease_expires <= :now))" + run_filter,
+                    params,
+                ).fetchone()[0]
+                if n:
+                    return n
+                nxt = self._db.execute(
+                    "SELECT MIN(lease_expires) FROM queries WHERE state = 'leased'" + run_filter, params
+                ).fetchone()[0]
+                if not self._wait(deadline, nxt):
+                    return 0
+
+    def release(self, labeller: str) -> int:
+        """Give back every lease ``labeller`` holds (page closed, name changed). Returns how many."""
+        with self._cond, self._tx() as db:
+            cur = db.execute(
+                "UPDATE queries SET state = 'pending', lease_holder = NULL, lease_expires = NULL "
+                "WHERE state = 'leased' AND lease_holder = ?",
+                (labeller,),
+            )
+            return cur.rowcount
+
+    def answer(self, labeller: str, run_id: str, query_id: str, choice: str) -> dict[str, Any]:
+        """Record ``labeller``'s answer (``A``/``B``/``equal``/``skip``) to a query they hold; returns the event.
+
+        The lease may have expired as long as nobody else claimed the query meanwhile.
+        """
+        label = CHOICES[choice]
+        with self._cond:
+            now = self._clock()
+            row = self._db.execute(
+                "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (run_id, query_id)
+            ).fetchone()
+            if row is None:
+                raise NotFound("unknown_query", f"no query {query_id!r} in run {run_id!r}")
+            if row["state"] in ("labelled", "skipped"):
+                raise Conflict("already_answered", "this query has already been answered")
+            if row["state"] != "leased" or row["lease_holder"] != labeller:
+                raise Conflict("not_leased", "this query is not leased to you (claim it first)")
+            kind = "skip" if label is None else "label"
+            with self._tx() as db:
+                self._touch_labeller(db, labeller, now)
+                db.execute(
+                    "INSERT INTO labels (run_id, query_id, kind, label, labeller, created_at) VALUES (?,?,?,?,?,?)",
+                    (run_id, query_id, kind, label, labeller, now),
+                )
+                db.execute(
+                    "UPDATE queries SET state = ?, lease_holder = NULL, lease_expires = NULL WHERE pk = ?",
+                    ("skipped" if label is None else "labelled", row["pk"]),
+                )
+                seq = db.execute(
+                    "INSERT INTO events (run_id, type, query_id, label, labeller, created_at) VALUES (?,?,?,?,?,?)",
+                    (run_id, kind, query_id, label, labeller, now),
+                ).lastrowid
+            return self._event_dict(self._db.execute("SELECT * FROM events WHERE seq = ?", (seq,)).fetchone())
+
+    def undo(self, labeller: str, run_id: str | None = None) -> dict[str, Any]:
+        """Retract ``labeller``'s last answer (label or skip) and lease that query back to them.
+
+        Emits a ``retract`` event so a trainer that already fetched the label drops it. Repeated undos walk
+        further back. Conflict ``nothing_to_undo`` when there is no answer left.
+        """
+        run_filter = "" if run_id is None else " AND run_id = :run"
+        with self._cond:
+            now = self._clock()
+            params = {"who": labeller, "run": run_id, "now": now}
+            last = self._db.execute(
+                "SELECT * FROM labels WHERE labeller = :who AND retracted_at IS NULL"
+                + run_filter
+                + " ORDER BY id DESC LIMIT 1",
+                params,
+            ).fetchone()
+            if last is None:
+                raise Conflict("nothing_to_undo", "you have no answer left to undo")
+            with self._tx() as db:
+                db.execute("UPDATE labels SET retracted_at = ? WHERE id = ?", (now, last["id"]))
+                db.execute(
+                    "UPDATE queries SET state = 'pending', lease_holder = NULL, lease_expires = NULL "
+                    "WHERE state = 'leased' AND lease_holder = :who",
+                    params,
+                )
+                db.execute(
+                    "UPDATE queries SET state = 'leased', lease_holder = ?, lease_expires = ? "
+                    "WHERE run_id = ? AND query_id = ?",
+                    (labeller, now + self.lease_seconds, last["run_id"], last["query_id"]),
+                )
+                db.execute(
+                    "INSERT INTO events (run_id, type, query_id, label, labeller, created_at) "
+                    "VALUES (?, 'retract', ?, NULL, ?, ?)",
+                    (last["run_id"], last["query_id"], labeller, now),
+                )
+            row = self._db.execute(
+                "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (last["run_id"], last["query_id"])
+            ).fetchone()
+            return self._query_dict(row, now)
+
+    # ------------------------------------------------------------------ reading
+    def _counts(self, run_id: str | None) -> dict[str, int]:
+        now = self._clock()
+        where = "" if run_id is None else "WHERE run_id = ?"
+        rows = self._db.execute(
+            "SELECT CASE WHEN state = 'leased' AND lease_expires <= ? THEN 'pending' ELSE state END AS s, "
+            f"COUNT(*) AS n FROM queries {where} GROUP BY s",
+            (now,) if run_id is None else (now, run_id),
+        ).fetchall()
+        counts = {"pending": 0, "leased": 0, "labelled": 0, "skipped": 0}
+        counts.update({r["s"]: r["n"] for r in rows})
+        counts["total"] = sum(counts.values())
+        return counts
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        """Counts of the run's queries by state, and the seq of its last event (0 if none)."""
+        self.get_run(run_id)
+        with self._cond:
+            last = self._db.execute("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0]
+            return dict(self._counts(run_id), run_id=run_id, last_seq=last or 0)
+
+    def progress(self, labeller: str | None, run_id: str | None = None) -> dict[str, Any]:
+        """What the page shows: counts (of one run or all runs) and this labeller's own live answers."""
+        if run_id is not None:
+            self.get_run(run_id)
+        with self._cond:
+            counts = self._counts(run_id)
+            mine = 0
+            if labeller is not None:
+                q = "SELECT COUNT(*) FROM labels WHERE labeller = ? AND retracted_at IS NULL"
+                args: tuple[Any, ...] = (labeller,)
+                if run_id is not None:
+                    q, args = q + " AND run_id = ?", (labeller, run_id)
+                mine = self._db.execute(q, args).fetchone()[0]
+            return dict(counts, mine=mine)
+
+    @staticmethod
+    def _event_dict(row: sqlite3.Row) -> dict[str, Any]:
+        out = {
+            "seq": row["seq"],
+            "type": row["type"],
+            "query_id": row["query_id"],
+            "labeller": row["labeller"],
+            "created_at": iso(row["created_at"]),
+        }
+        if row["type"] == "label":
+            out["label"] = row["label"]
+        return out
+
+    def events(self, run_id: str, after: int = 0, wait: float = 0.0, limit: int = 500) -> list[dict[str, Any]]:
+        """The run's events with ``seq > after`` in order; if none, block up to ``wait`` seconds for one."""
+        self.get_run(run_id)
+        with self._cond:
+            deadline = self._clock() + wait
+            while True:
+                rows = self._db.execute(
+                    "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?", (run_id, after, limit)
+                ).fetchall()
+                if rows or not self._wait(deadline):
+                    return [self._event_dict(r) for r in rows]
