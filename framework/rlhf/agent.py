@@ -1,0 +1,170 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018) as in CleanRL's sac_continuous_action.py, shared by sac.py,
+sac_rlhf.py and the pre-exploration phase, so that the oracle baseline and PEBBLE use identical networks/updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+def _trunk(in_dim: int, hidden_dim: int, hidden_layers: int) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for i in range(hidden_layers):
+        layers += [nn.Linear(in_dim if i == 0 else hidden_dim, hidden_dim), nn.ReLU()]
+    return layers
+
+
+class SoftQNetwork(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int = 256, hidden_layers: int = 2):
+        super().__init__()
+        self.net = nn.Sequential(*_trunk(obs_dim + act_dim, hidden_dim, hidden_layers), nn.Linear(hidden_dim, 1))
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, act], -1))  # (B, 1)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian policy rescaled to the action bounds."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        low: np.ndarray,
+        high: np.ndarray,
+        hidden_dim: int = 256,
+        hidden_layers: int = 2,
+    ):
+        super().__init__()
+        self.trunk = nn.Sequential(*_trunk(obs_dim, hidden_dim, hidden_layers))
+        self.fc_mean = nn.Linear(hidden_dim, act_dim)
+        self.fc_logstd = nn.Linear(hidden_dim, act_dim)
+        self.register_buffer("action_scale", torch.as_tensor((high - low) / 2.0, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.as_tensor((high + low) / 2.0, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(obs)
+        log_std = torch.tanh(self.fc_logstd(h))
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1)
+        return self.fc_mean(h), log_std
+
+    def get_action(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sampled action, its log-probability (B, 1), deterministic mean action)."""
+        mean, log_std = self(obs)
+        normal = torch.distributions.Normal(mean, log_std.exp())
+        x = normal.rsample()
+        y = torch.tanh(x)
+        action = y * self.action_scale + self.action_bias
+        log_prob = normal.log_prob(x) - torch.log(self.action_scale * (1 - y.pow(2)) + 1e-6)
+        return action, log_prob.sum(1, keepdim=True), torch.tanh(mean) * self.action_scale + self.action_bias
+
+
+@dataclass
+class SACConfig:
+    gamma: float = 0.99
+    tau: float = 0.005
+    policy_lr: float = 3e-4
+    q_lr: float = 1e-3
+    policy_frequency: int = 2
+    target_network_frequency: int = 1
+    alpha: float = 0.2
+    autotune: bool = True
+    hidden_dim: int = 256
+    hidden_layers: int = 2
+
+
+class SAC(nn.Module):
+    """Actor, twin critics, their targets, the temperature and the optimizers, updated as in CleanRL."""
+
+    def __init__(self, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, cfg: SACConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.actor = Actor(obs_dim, act_dim, low, high, cfg.hidden_dim, cfg.hidden_layers)
+        self.qf1 = SoftQNetwork(obs_dim, act_dim, cfg.hidden_dim, cfg.hidden_layers)
+        self.qf2 = SoftQNetwork(obs_dim, act_dim, cfg.hidden_dim, cfg.hidden_layers)
+        self.qf1_target = SoftQNetwork(obs_dim, act_dim, cfg.hidden_dim, cfg.hidden_layers)
+        self.qf2_target = SoftQNetwork(obs_dim, act_dim, cfg.hidden_dim, cfg.hidden_layers)
+        self.target_entropy = -float(act_dim)
+        self.log_alpha = nn.Parameter(torch.tensor(float(np.log(cfg.alpha))), requires_grad=cfg.autotune)
+        self.reset_critics()
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.policy_lr)
+        self.a_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.q_lr) if cfg.autotune else None
+
+    def reset_critics(self) -> None:
+        """Fresh critics (and optimizer): PEBBLE resets Q after pre-exploration, whose values estimate the
+        intrinsic reward, not the learned one."""
+        for q in (self.qf1, self.qf2):
+            for layer in q.net:
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+        self.qf1_target.load_state_dict(self.qf1.state_dict())
+        self.qf2_target.load_state_dict(self.qf2.state_dict())
+        self.q_optimizer = torch.optim.Adam(list(self.qf1.parameters()) + list(self.qf2.parameters()), lr=self.cfg.q_lr)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp().detach()
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        device = self.log_alpha.device
+        action, _, mean = self.actor.get_action(torch.as_tensor(obs, device=device, dtype=torch.float32)[None])
+        return (mean if deterministic else action)[0].cpu().numpy()
+
+    def update(self, obs, actions, rewards, next_obs, terminated, step: int) -> dict[str, torch.Tensor]:
+        """One gradient step on the critics and, every ``policy_frequency`` steps, on the actor (and α).
+
+        Tensors: obs (B, o), actions (B, a), rewards (B,), next_obs (B, o), terminated (B,) float.
+        ``terminated`` stops bootstrapping; a time-limit truncation is not a termination.
+        """
+        cfg = self.cfg
+        with torch.no_grad():
+            next_action, next_log_pi, _ = self.actor.get_action(next_obs)
+            q_next = torch.min(self.qf1_target(next_obs, next_action), self.qf2_target(next_obs, next_action))
+            q_next = q_next - self.alpha * next_log_pi
+            target = rewards + (1 - terminated) * cfg.gamma * q_next.view(-1)
+        q1, q2 = self.qf1(obs, actions).view(-1), self.qf2(obs, actions).view(-1)
+        qf1_loss, qf2_loss = F.mse_loss(q1, target), F.mse_loss(q2, target)
+        qf_loss = qf1_loss + qf2_loss
+        self.q_optimizer.zero_grad(set_to_none=True)
+        qf_loss.backward()
+        self.q_optimizer.step()
+        metrics = {
+            "losses/qf1_loss": qf1_loss.detach(),
+            "losses/qf2_loss": qf2_loss.detach(),
+            "losses/qf1_values": q1.mean().detach(),
+        }
+
+        if step % cfg.policy_frequency == 0:
+            # TD3-style delayed update, compensated by as many actor steps as were skipped (CleanRL).
+            for _ in range(cfg.policy_frequency):
+                pi, log_pi, _ = self.actor.get_action(obs)
+                q_pi = torch.min(self.qf1(obs, pi), self.qf2(obs, pi))
+                actor_loss = (self.alpha * log_pi - q_pi).mean()
+                self.actor_optimizer.zero_grad(set_to_none=True)
+                actor_loss.backward()
+                self.actor_optimizer.step()
+                if cfg.autotune:
+                    with torch.no_grad():
+                        _, log_pi, _ = self.actor.get_action(obs)
+                    alpha_loss = (-self.log_alpha.exp() * (log_pi + self.target_entropy)).mean()
+                    self.a_optimizer.zero_grad(set_to_none=True)
+                    alpha_loss.backward()
+                    self.a_optimizer.step()
+            metrics["losses/actor_loss"] = actor_loss.detach()
+            if cfg.autotune:
+                metrics["losses/alpha_loss"] = alpha_loss.detach()
+
+        if step % cfg.target_network_frequency == 0:
+            with torch.no_grad():
+                for net, target_net in ((self.qf1, self.qf1_target), (self.qf2, self.qf2_target)):
+                    for p, tp in zip(net.parameters(), target_net.parameters(), strict=True):
+                        tp.mul_(1 - cfg.tau).add_(cfg.tau * p)
+        return metrics

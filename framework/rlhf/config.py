@@ -1,0 +1,191 @@
+"""Command-line flags shared by the algorithm scripts, as dataclasses parsed by tyro (flat flags, `-` or `_`).
+
+Each script's ``Args`` inherits the groups it uses, so a flag has one name, one default and one help text across
+sac.py, sac_rlhf.py, ppo.py and pref_ppo.py. Attribute docstrings are the ``-h`` help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+class ConfigError(ValueError):
+    """Bad flags or a bad flag combination, found before training starts (the CLI exits with status 2)."""
+
+
+@dataclass
+class GeneralArgs:
+    exp_name: str = ""
+    """name of the experiment (default: the script's name)"""
+    seed: int = 1
+    """seed of torch, numpy, the environment and the simulated teacher"""
+    torch_deterministic: bool = True
+    """make torch use deterministic algorithms (cudnn.deterministic)"""
+    cuda: bool = True
+    """use CUDA when it is available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "CleanRLHF"
+    """W&B project name"""
+    wandb_entity: str | None = None
+    """W&B entity (team or user)"""
+    capture_video: bool = False
+    """save evaluation videos and the queried segments' clips under the run directory"""
+    render_mode: Literal["", "human"] = ""
+    """'human' opens MuJoCo's live viewer during training (needs a display)"""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """logging verbosity"""
+    env_id: str = "Hopper-v5"
+    """a Gymnasium MuJoCo v5 id (e.g. Hopper-v5) or dm_control/<domain>-<task>-v0"""
+    total_timesteps: int = 1_000_000
+    """total environment steps, including unsupervised exploration"""
+    log_frequency: int = 1_000
+    """write training scalars every this many environment steps"""
+    evaluation_frequency: int = 10_000
+    """evaluate the deterministic policy on the true return every this many steps"""
+    evaluation_episodes: int = 10
+    """episodes per evaluation"""
+    early_stopping: bool = False
+    """stop training when the evaluation return stops improving"""
+    early_stopping_step: int = 500_000
+    """earliest step at which early stopping may stop the run"""
+    early_stop_patience: int = 5
+    """evaluations without improvement of the best mean return before stopping"""
+    early_stopping_mean: float = 0.0
+    """stop as soon as the mean evaluation return reaches this value (0 disables this criterion)"""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)"""
+    runs_dir: str = ""
+    """directory for run outputs (default: runs/ at the repository root)"""
+    progress_bar: bool = True
+    """show a progress bar on stderr"""
+
+
+@dataclass
+class SACArgs:
+    buffer_size: int = 1_000_000
+    """replay buffer capacity (transitions)"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """target network smoothing coefficient"""
+    batch_size: int = 256
+    """SAC minibatch size"""
+    learning_starts: int = 5_000
+    """step at which SAC updates start (actions before it are random unless pre-exploration ran)"""
+    policy_lr: float = 3e-4
+    """actor learning rate"""
+    q_lr: float = 1e-3
+    """critic (and temperature) learning rate"""
+    policy_frequency: int = 2
+    """actor update period in critic updates (delayed, TD3-style)"""
+    target_network_frequency: int = 1
+    """target network update period in critic updates"""
+    alpha: float = 0.2
+    """entropy temperature (initial value when --autotune)"""
+    autotune: bool = True
+    """learn the temperature to reach a target entropy of -|A|"""
+    actor_and_q_net_hidden_dim: int = 256
+    """width of every hidden layer of the actor and critics"""
+    actor_and_q_net_hidden_layers: int = 2
+    """number of hidden layers of the actor and critics"""
+
+
+@dataclass
+class FeedbackArgs:
+    teacher_feedback_mode: Literal["simulated", "human"] = "simulated"
+    """who answers queries: the B-Pref simulated teacher or people in a browser"""
+    feedback_server_url: str = "http://localhost:5001"
+    """labelling server for --teacher-feedback-mode human"""
+    feedback_server_autostart: bool = False
+    """start (and stop) the labelling server with the run"""
+    teacher_feedback_schedule: Literal["linear", "exponential"] = "exponential"
+    """when feedback sessions happen: evenly spaced, or dense early with exponentially growing gaps"""
+    teacher_feedback_total_queries: int = 1_400
+    """queries over the whole run"""
+    teacher_feedback_num_queries_per_session: int = 20
+    """queries per feedback session"""
+    teacher_feedback_exponential_lambda: float = 0.1
+    """growth rate of the gaps between sessions of the exponential schedule"""
+    teacher_update_epochs: int = 50
+    """maximum reward-model epochs per session (stops early at 97 % training accuracy, as PEBBLE)"""
+    teacher_batch_strategy: Literal["minibatch", "batch", "full"] = "minibatch"
+    """per epoch: all labels in minibatches, one random batch, or all labels in one step"""
+    teacher_minibatch_size: int = 64
+    """minibatch size of the 'minibatch' strategy"""
+    teacher_feedback_batch_size: int = 128
+    """batch size of the 'batch' strategy"""
+    teacher_learning_rate: float = 3e-4
+    """reward-model Adam learning rate"""
+    pref_buffer_size_sessions: str = "all"
+    """how many of the latest sessions' labels to train on ('all' or a positive integer)"""
+    trajectory_length: int = 64
+    """segment length H in environment steps"""
+    preference_sampling: Literal["uniform", "disagree", "entropy"] = "disagree"
+    """query selection over the candidate pool"""
+    query_pool_multiplier: int = 10
+    """candidate pairs drawn per session, as a multiple of the queries asked (PEBBLE's large batch)"""
+    reward_net_hidden_dim: int = 256
+    """width of the reward model's hidden layers"""
+    reward_net_hidden_layers: int = 3
+    """number of hidden layers of each reward-model member"""
+    reward_net_dropout: float = 0.0
+    """dropout in the reward model during training (never at prediction)"""
+    reward_net_val_split: float = 0.2
+    """fraction of each session's labels held out for validation"""
+    reward_net_ensemble_size: int = 3
+    """members of the reward ensemble"""
+    teacher_sim_preset: Literal["oracle", "stochastic", "myopic", "mistake", "skip", "equal"] = "oracle"
+    """B-Pref simulated teacher; the knobs below, when given, take precedence over the preset's values"""
+    teacher_sim_beta: float | None = None
+    """rationality β: < 0 perfectly rational, ≥ 0 Bernoulli(σ(β ΔR))"""
+    teacher_sim_gamma: float | None = None
+    """myopia γ: weight γ^(H-1-t) of step t"""
+    teacher_sim_epsilon: float | None = None
+    """probability of flipping a label (mistakes)"""
+    teacher_sim_delta_skip: float | None = None
+    """skip queries whose two returns are both below this"""
+    teacher_sim_delta_equal: float | None = None
+    """label 0.5 when the returns differ by less than this"""
+
+
+@dataclass
+class RuneArgs:
+    rune: bool = False
+    """RUNE: add beta_t * (ensemble std of r̂) to the learned reward to explore where the reward is uncertain"""
+    rune_beta: float = 0.05
+    """RUNE's initial weight beta_0"""
+    rune_beta_decay: float = 0.0001
+    """per-step decay rho of beta_t = beta_0 (1 - rho)^t"""
+
+
+@dataclass
+class ExplorationArgs:
+    unsupervised_exploration: bool = True
+    """pre-train the agent on a state-entropy reward before asking for feedback (PEBBLE)"""
+    total_explore_steps: int = 10_000
+    """environment steps of unsupervised exploration"""
+    explore_batch_size: int = 256
+    """SAC minibatch size during exploration"""
+    explore_learning_starts: int = 512
+    """random-action steps at the start of exploration"""
+    exploration_load: bool = False
+    """skip exploration and load its agent and replay buffer"""
+    path_to_replay_buffer: str | None = None
+    """replay buffer saved after exploration (with --exploration-load)"""
+    path_to_model: str | None = None
+    """agent checkpoint saved after exploration (with --exploration-load)"""
+
+
+def parse_pref_buffer_sessions(value: str) -> int | None:
+    """'all' -> None (keep every label), else a positive number of sessions."""
+    if value == "all":
+        return None
+    try:
+        sessions = int(value)
+    except ValueError:
+        sessions = 0
+    if sessions <= 0:
+        raise ValueError(f"--pref-buffer-size-sessions must be 'all' or a positive integer, got {value!r}")
+    return sessions

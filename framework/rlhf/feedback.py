@@ -1,0 +1,106 @@
+"""One feedback session, shared by sac_rlhf.py and pref_ppo.py: choose queries, ask the teacher, store the
+labels with their segments' data, and train the reward ensemble. Relabelling the agent's buffer is left to the
+script, because the replay buffer (SAC) and the rollout buffer (PPO) differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from rlhf.preferences import PreferenceDataset
+from rlhf.queries import Strategy, select_queries
+from rlhf.replay import ReplayBuffer
+from rlhf.reward_model import RewardEnsemble
+from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble
+from rlhf.segments import Segments
+
+
+class Teacher(Protocol):
+    def answer(self, seg_a: Segments, seg_b: Segments, session: int) -> np.ndarray:
+        """(N,) labels P(B ≻ A) in {0, 0.5, 1}, NaN for a query that was skipped."""
+
+
+class SimulatedAnswers:
+    """Adapts the B-Pref teacher (which only needs true rewards) to the :class:`Teacher` protocol."""
+
+    def __init__(self, teacher):
+        self.teacher = teacher
+
+    def answer(self, seg_a: Segments, seg_b: Segments, session: int) -> np.ndarray:
+        return self.teacher.label(seg_a.true_rewards, seg_b.true_rewards)
+
+
+@dataclass
+class FeedbackStats:
+    total_labels: int = 0
+    skipped: int = 0
+    equal: int = 0
+    sessions: int = 0
+
+    def as_scalars(self) -> dict[str, float]:
+        return {f"feedback/{k}": float(v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class SessionConfig:
+    num_queries: int
+    pool_multiplier: int
+    segment_length: int
+    strategy: Strategy
+    val_split: float
+    keep_sessions: int | None  # None: keep every label
+    training: RewardTrainingConfig
+
+
+def add_labels(
+    prefs: PreferenceDataset,
+    stats: FeedbackStats,
+    seg_a: Segments,
+    seg_b: Segments,
+    labels: np.ndarray,
+    session: int,
+    cfg: SessionConfig,
+    rng: np.random.Generator,
+) -> None:
+    """Store the answered queries (skips are counted, not stored)."""
+    answered = ~np.isnan(labels)
+    prefs.add(seg_a[answered], seg_b[answered], labels[answered], session, cfg.val_split, rng)
+    if cfg.keep_sessions is not None:
+        prefs.keep_last_sessions(cfg.keep_sessions)
+    stats.total_labels += int(answered.sum())
+    stats.skipped += int((~answered).sum())
+    stats.equal += int((labels[answered] == 0.5).sum())
+    stats.sessions += 1
+
+
+def feedback_session(
+    buffer: ReplayBuffer,
+    ensemble: RewardEnsemble,
+    optimizer: torch.optim.Optimizer,
+    teacher: Teacher,
+    prefs: PreferenceDataset,
+    stats: FeedbackStats,
+    session: int,
+    cfg: SessionConfig,
+    rng: np.random.Generator,
+    **train_hooks,
+) -> dict[str, float]:
+    """Select, ask, store, train. Returns reward-model metrics (``reward_model/*``)."""
+    seg_a, seg_b = select_queries(
+        buffer, ensemble, cfg.num_queries, cfg.num_queries * cfg.pool_multiplier, cfg.segment_length, cfg.strategy, rng
+    )
+    labels = teacher.answer(seg_a, seg_b, session)
+    add_labels(prefs, stats, seg_a, seg_b, labels, session, cfg, rng)
+    metrics = train_reward_ensemble(ensemble, optimizer, prefs, cfg.training, rng, **train_hooks)
+    return {f"reward_model/{k}": v for k, v in metrics.items()}
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation; NaN when either side is constant."""
+    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])

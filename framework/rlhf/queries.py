@@ -1,0 +1,63 @@
+"""Query selection (PEBBLE §4.2): which pairs of segments to ask the teacher about.
+
+From a pool of candidate pairs drawn uniformly from the replay buffer (PEBBLE's ``large_batch``):
+- ``uniform``: the first k candidates (random pairs);
+- ``disagree``: the k pairs with the largest std over members of P_m(B ≻ A);
+- ``entropy``: the k pairs with the largest binary entropy of the ensemble-mean P(B ≻ A), i.e. closest to the
+  decision boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from rlhf.replay import ReplayBuffer
+from rlhf.reward_model import RewardEnsemble, predict_logits
+from rlhf.segments import Segments
+
+Strategy = Literal["uniform", "disagree", "entropy"]
+
+
+def binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    """H(p) in nats, 0 at p ∈ {0, 1}."""
+    p = p.clamp(1e-12, 1 - 1e-12)
+    return -(p * p.log() + (1 - p) * (1 - p).log())
+
+
+def selection_scores(probs: torch.Tensor, strategy: Strategy) -> torch.Tensor:
+    """(M, N) member probabilities P_m(B ≻ A) -> (N,) scores, higher = more informative."""
+    if strategy == "disagree":
+        return probs.std(0, unbiased=False)
+    if strategy == "entropy":
+        return binary_entropy(probs.mean(0))
+    raise ValueError(f"no score for strategy {strategy!r}")
+
+
+def select_top(probs: torch.Tensor, k: int, strategy: Strategy) -> np.ndarray:
+    """Indices of the k highest-scoring candidates, best first."""
+    scores = selection_scores(probs, strategy)
+    return torch.topk(scores, k=min(k, scores.numel())).indices.cpu().numpy()
+
+
+def select_queries(
+    buffer: ReplayBuffer,
+    ensemble: RewardEnsemble,
+    num_queries: int,
+    pool_size: int,
+    length: int,
+    strategy: Strategy,
+    rng: np.random.Generator,
+) -> tuple[Segments, Segments]:
+    """Draw ``pool_size`` candidate pairs and keep ``num_queries`` of them by ``strategy``."""
+    if strategy == "uniform":
+        pool_size = num_queries
+    seg_a = buffer.sample_segments(pool_size, length, rng)
+    seg_b = buffer.sample_segments(pool_size, length, rng)
+    if strategy == "uniform":
+        return seg_a, seg_b
+    logits = predict_logits(ensemble, seg_a.obs, seg_a.actions, seg_a.mask, seg_b.obs, seg_b.actions, seg_b.mask)
+    keep = select_top(torch.sigmoid(logits), num_queries, strategy)
+    return seg_a[keep], seg_b[keep]

@@ -1,0 +1,123 @@
+"""Training the reward ensemble on a preference dataset (Bradley–Terry, soft labels, train/validation split).
+
+Each member walks the training labels in its own random order, so members stay diverse (PEBBLE). Training stops
+early once the members' mean training accuracy passes a threshold, as PEBBLE does, so later sessions (where the
+model already explains most labels) cost a few epochs rather than all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from rlhf.preferences import PreferenceDataset
+from rlhf.reward_model import (
+    RewardEnsemble,
+    bradley_terry_loss,
+    predict_logits,
+    preference_accuracy,
+    segment_returns,
+)
+
+BatchStrategy = Literal["minibatch", "batch", "full"]
+
+# (member index, obs (B, 2, H, o), actions (B, 2, H, a), mask (B, 2, H), labels (B,)) -> the same, transformed.
+PairAugmentation = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
+# (member index) -> an extra loss term for that member (SURF's pseudo-labelled loss); None when not used.
+ExtraLoss = Callable[[int], torch.Tensor]
+
+
+@dataclass
+class RewardTrainingConfig:
+    epochs: int = 50
+    batch_strategy: BatchStrategy = "minibatch"
+    minibatch_size: int = 64
+    batch_size: int = 128
+    early_stop_accuracy: float = 0.97
+
+
+def pair_tensors(data: PreferenceDataset, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Stack A and B along a pair axis: obs (N, 2, H, o), actions (N, 2, H, a), mask (N, 2, H), labels (N,)."""
+    obs = torch.as_tensor(np.stack([data.seg_a.obs, data.seg_b.obs], 1), device=device)
+    act = torch.as_tensor(np.stack([data.seg_a.actions, data.seg_b.actions], 1), device=device)
+    mask = torch.as_tensor(np.stack([data.seg_a.mask, data.seg_b.mask], 1), device=device)
+    labels = torch.as_tensor(data.labels, device=device)
+    return obs, act, mask, labels
+
+
+def member_logits(ensemble: RewardEnsemble, m: int, obs, act, mask) -> torch.Tensor:
+    """Logits Σr̂_m(B) − Σr̂_m(A) of member m for pairs (B, 2, H, ·) -> (B,)."""
+    returns = segment_returns(ensemble.member_forward(m, obs, act), mask)  # (B, 2)
+    return returns[:, 1] - returns[:, 0]
+
+
+def _batches(strategy: BatchStrategy, n: int, cfg: RewardTrainingConfig, members: int, rng: np.random.Generator):
+    """Per-member index batches for one epoch: a list of (M, B) arrays."""
+    if strategy == "full":
+        return [np.stack([rng.permutation(n) for _ in range(members)])]
+    if strategy == "batch":
+        size = min(cfg.batch_size, n)
+        return [np.stack([rng.choice(n, size=size, replace=False) for _ in range(members)])]
+    orders = np.stack([rng.permutation(n) for _ in range(members)])  # (M, n)
+    return [orders[:, s : s + cfg.minibatch_size] for s in range(0, n, cfg.minibatch_size)]
+
+
+def train_reward_ensemble(
+    ensemble: RewardEnsemble,
+    optimizer: torch.optim.Optimizer,
+    data: PreferenceDataset,
+    cfg: RewardTrainingConfig,
+    rng: np.random.Generator,
+    augment: PairAugmentation | None = None,
+    extra_loss: ExtraLoss | None = None,
+) -> dict[str, float]:
+    """Train on the training labels; return losses/accuracies on train and validation labels and epochs run."""
+    train_idx = data.train_indices()
+    if len(train_idx) == 0:
+        return {"epochs": 0.0, **evaluate_reward_ensemble(ensemble, data)}
+    obs, act, mask, labels = pair_tensors(data, ensemble.device)
+    obs, act, mask, labels = obs[train_idx], act[train_idx], mask[train_idx], labels[train_idx]
+    ensemble.train()
+    epochs_run = 0
+    for _ in range(cfg.epochs):
+        epochs_run += 1
+        correct = counted = 0.0
+        for batch in _batches(cfg.batch_strategy, len(train_idx), cfg, len(ensemble), rng):
+            loss = torch.zeros((), device=ensemble.device)
+            for m in range(len(ensemble)):
+                b = torch.as_tensor(batch[m], device=ensemble.device)
+                o, a, k, y = obs[b], act[b], mask[b], labels[b]
+                if augment is not None:
+                    o, a, k, y = augment(o, a, k, y)
+                logits = member_logits(ensemble, m, o, a, k)
+                loss = loss + bradley_terry_loss(logits, y)
+                if extra_loss is not None:
+                    loss = loss + extra_loss(m)
+                strict = y != 0.5
+                correct += float(((logits > 0) == (y > 0.5))[strict].sum())
+                counted += float(strict.sum())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if counted and correct / counted >= cfg.early_stop_accuracy:
+            break
+    return {"epochs": float(epochs_run), **evaluate_reward_ensemble(ensemble, data)}
+
+
+def evaluate_reward_ensemble(ensemble: RewardEnsemble, data: PreferenceDataset) -> dict[str, float]:
+    """Loss and accuracy of the ensemble-mean logit on the training and the validation labels (eval mode)."""
+    out: dict[str, float] = {}
+    for split, idx in (("train", data.train_indices()), ("val", data.val_indices())):
+        if len(idx) == 0:
+            out[f"{split}_loss"] = out[f"{split}_accuracy"] = float("nan")
+            continue
+        a, b = data.seg_a[idx], data.seg_b[idx]
+        logits = predict_logits(ensemble, a.obs, a.actions, a.mask, b.obs, b.actions, b.mask).mean(0)  # (n,)
+        y = torch.as_tensor(data.labels[idx], device=logits.device)
+        out[f"{split}_loss"] = float(bradley_terry_loss(logits, y))
+        out[f"{split}_accuracy"] = preference_accuracy(logits, y)
+    return out

@@ -1,0 +1,112 @@
+"""Run directories, seeding, TensorBoard (+ optional W&B) scalars and the progress bar."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+log = logging.getLogger("cleanrlhf")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(message)s")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = deterministic
+
+
+def select_device(use_cuda: bool) -> torch.device:
+    return torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
+
+
+def run_name(env_id: str, exp_name: str, seed: int) -> str:
+    safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
+    return f"{safe_env}__{exp_name}__{seed}__{int(time.time())}"
+
+
+def make_run_dir(runs_dir: str, name: str) -> Path:
+    root = Path(runs_dir).expanduser().resolve() if runs_dir else REPO_ROOT / "runs"
+    path = root / name
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+class Tracker:
+    """Scalars to TensorBoard (and W&B with --track); ``args.json`` in the run directory."""
+
+    def __init__(self, run_dir: Path, args, track: bool = False, project: str = "", entity: str | None = None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = run_dir
+        config = dataclasses.asdict(args)
+        (run_dir / "args.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        self.wandb = None
+        if track:
+            import wandb
+
+            self.wandb = wandb.init(
+                project=project,
+                entity=entity,
+                config=config,
+                name=run_dir.name,
+                dir=str(run_dir),
+                sync_tensorboard=True,
+                save_code=False,
+            )
+        self.writer = SummaryWriter(str(run_dir))
+        self.writer.add_text(
+            "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in sorted(config.items()))
+        )
+
+    def scalars(self, values: dict[str, float | torch.Tensor], step: int) -> None:
+        for key, value in values.items():
+            value = float(value)
+            if math.isfinite(value):
+                self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+class ProgressBar:
+    """tqdm bar with steps, steps/s, labels so far and the last evaluation return."""
+
+    def __init__(self, total: int, initial: int = 0, disable: bool = False):
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            unit="step",
+            dynamic_ncols=True,
+            disable=disable,
+            mininterval=1.0,
+            smoothing=0.05,
+        )
+        self.fields: dict[str, str] = {}
+
+    def update(self, n: int = 1, **fields) -> None:
+        if fields:
+            self.fields.update({k: (f"{v:.1f}" if isinstance(v, float) else str(v)) for k, v in fields.items()})
+            self.bar.set_postfix(self.fields, refresh=False)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()

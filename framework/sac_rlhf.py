@@ -1,0 +1,411 @@
+"""PEBBLE (Lee et al. 2021): SAC on a reward ensemble learned from a teacher's preferences between segments.
+
+Read top to bottom: flags, checks, set-up, then the loop: (1) unsupervised pre-exploration on a state-entropy
+reward, (2) acting with the policy, (3) feedback sessions on the schedule — select queries, ask the teacher,
+train the reward ensemble, relabel the replay buffer — (4) SAC updates on the learned reward (+ RUNE's bonus),
+(5) evaluation on the true return, early stopping, checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlhf.agent import SAC, SACConfig
+from rlhf.checkpoint import CheckpointError, load_state, rng_state, save_state
+from rlhf.config import (
+    ConfigError,
+    ExplorationArgs,
+    FeedbackArgs,
+    GeneralArgs,
+    RuneArgs,
+    SACArgs,
+    parse_pref_buffer_sessions,
+)
+from rlhf.envs import configure_headless_rendering, env_info, get_physics_state, make_env
+from rlhf.evaluate import run_episodes, summary
+from rlhf.exploration import RunningStd, state_entropy_reward
+from rlhf.feedback import FeedbackStats, SessionConfig, SimulatedAnswers, feedback_session, pearson
+from rlhf.preferences import PreferenceDataset
+from rlhf.replay import ReplayBuffer
+from rlhf.reward_model import RewardEnsemble, predict_rewards
+from rlhf.reward_training import RewardTrainingConfig
+from rlhf.schedule import session_steps
+from rlhf.teacher import SimulatedTeacher
+from rlhf.tracking import ProgressBar, Tracker, make_run_dir, run_name, seed_everything, select_device, setup_logging
+
+log = logging.getLogger("cleanrlhf")
+
+
+@dataclass
+class Args(RuneArgs, ExplorationArgs, FeedbackArgs, SACArgs, GeneralArgs):
+    """PEBBLE: SAC on a reward learned from preferences."""
+
+
+def validate(args: Args) -> None:
+    """Flag checks that need no environment; raise ValueError naming the flag."""
+    positive = [
+        "total_timesteps",
+        "buffer_size",
+        "batch_size",
+        "teacher_feedback_num_queries_per_session",
+        "trajectory_length",
+        "teacher_update_epochs",
+        "teacher_minibatch_size",
+        "teacher_feedback_batch_size",
+        "reward_net_ensemble_size",
+        "reward_net_hidden_dim",
+        "evaluation_frequency",
+        "evaluation_episodes",
+        "log_frequency",
+        "query_pool_multiplier",
+        "explore_batch_size",
+        "policy_frequency",
+        "target_network_frequency",
+        "actor_and_q_net_hidden_dim",
+        "actor_and_q_net_hidden_layers",
+    ]
+    non_negative = [
+        "teacher_feedback_total_queries",
+        "total_explore_steps",
+        "learning_starts",
+        "explore_learning_starts",
+        "reward_net_hidden_layers",
+        "threads",
+    ]
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in non_negative:
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.teacher_feedback_num_queries_per_session > args.teacher_feedback_total_queries:
+        raise ValueError(
+            f"--teacher-feedback-num-queries-per-session ({args.teacher_feedback_num_queries_per_session})"
+            f" exceeds --teacher-feedback-total-queries ({args.teacher_feedback_total_queries})"
+        )
+    if not 0.0 <= args.reward_net_val_split < 1.0:
+        raise ValueError(f"--reward-net-val-split must be in [0, 1), got {args.reward_net_val_split}")
+    if not 0.0 <= args.reward_net_dropout < 1.0:
+        raise ValueError(f"--reward-net-dropout must be in [0, 1), got {args.reward_net_dropout}")
+    if args.capture_video and args.render_mode == "human":
+        raise ValueError("--capture-video and --render-mode human cannot be used together in one run")
+    if args.teacher_feedback_mode != "simulated":
+        raise ValueError("--teacher-feedback-mode human: the labelling server integration is not part of this build")
+    if args.exploration_load and not (args.path_to_replay_buffer and args.path_to_model):
+        raise ValueError("--exploration-load needs --path-to-replay-buffer and --path-to-model")
+    parse_pref_buffer_sessions(args.pref_buffer_size_sessions)
+    explore = args.total_explore_steps if args.unsupervised_exploration else 0
+    if explore >= args.total_timesteps:
+        raise ValueError(
+            f"--total-explore-steps ({explore}) leaves no steps of --total-timesteps "
+            f"({args.total_timesteps}) for learning from feedback"
+        )
+    if max(explore, args.learning_starts) >= args.total_timesteps:
+        raise ValueError(f"--learning-starts ({args.learning_starts}) must be below --total-timesteps")
+    if args.rune and not (args.rune_beta >= 0 and 0 <= args.rune_beta_decay < 1):
+        raise ValueError("--rune-beta must be >= 0 and --rune-beta-decay in [0, 1)")
+
+
+def evaluate(agent: SAC, env, args: Args, step: int) -> dict[str, float]:
+    returns, lengths = run_episodes(
+        lambda o: agent.act(o, deterministic=True), env, args.evaluation_episodes, seed=args.seed + 10_000 + step
+    )
+    stats = summary(returns)
+    return {
+        "eval/mean_return": stats["mean"],
+        "eval/std_return": stats["std"],
+        "eval/min_return": stats["min"],
+        "eval/max_return": stats["max"],
+        "eval/mean_length": float(lengths.mean()),
+    }
+
+
+def main(args: Args) -> dict[str, float]:
+    configure_headless_rendering(args.render_mode)
+    setup_logging(args.log_level)
+    try:  # everything that can reject the flags runs before the run directory exists
+        validate(args)
+        exp_name = args.exp_name or Path(__file__).stem
+        env = make_env(args.env_id, seed=args.seed, render_mode="human" if args.render_mode == "human" else None)
+        info = env_info(env)
+        H = args.trajectory_length
+        if info.max_episode_steps < H:
+            raise ValueError(
+                f"--trajectory-length {H} is longer than {args.env_id}'s episodes ({info.max_episode_steps} steps)"
+            )
+        explore_steps = args.total_explore_steps if args.unsupervised_exploration else 0
+        feedback_start = max(explore_steps, args.learning_starts)
+        num_sessions = args.teacher_feedback_total_queries // args.teacher_feedback_num_queries_per_session
+        sessions = session_steps(
+            args.teacher_feedback_schedule,
+            feedback_start,
+            args.total_timesteps,
+            num_sessions,
+            args.teacher_feedback_exponential_lambda,
+        )
+        eval_env = make_env(args.env_id, seed=args.seed + 1)
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        seed_everything(args.seed, args.torch_deterministic)
+        device = select_device(args.cuda)
+        rng_buffer, rng_queries, rng_teacher = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(3)
+        )
+        np_rngs = {"buffer": rng_buffer, "queries": rng_queries, "teacher": rng_teacher}
+
+        sac_cfg = SACConfig(
+            args.gamma,
+            args.tau,
+            args.policy_lr,
+            args.q_lr,
+            args.policy_frequency,
+            args.target_network_frequency,
+            args.alpha,
+            args.autotune,
+            args.actor_and_q_net_hidden_dim,
+            args.actor_and_q_net_hidden_layers,
+        )
+        agent = SAC(info.obs_dim, info.act_dim, info.action_low, info.action_high, sac_cfg).to(device)
+        ensemble = RewardEnsemble(
+            info.obs_dim,
+            info.act_dim,
+            args.reward_net_ensemble_size,
+            args.reward_net_hidden_dim,
+            args.reward_net_hidden_layers,
+            args.reward_net_dropout,
+        ).to(device)
+        reward_optimizer = torch.optim.Adam(ensemble.parameters(), lr=args.teacher_learning_rate)
+        rb = ReplayBuffer(args.buffer_size, info.obs_dim, info.act_dim, info.physics_state_dim)
+        prefs = PreferenceDataset(H, info.obs_dim, info.act_dim, info.physics_state_dim)
+        teacher = SimulatedAnswers(
+            SimulatedTeacher.from_preset(
+                args.teacher_sim_preset,
+                rng_teacher,
+                beta=args.teacher_sim_beta,
+                gamma=args.teacher_sim_gamma,
+                epsilon=args.teacher_sim_epsilon,
+                delta_skip=args.teacher_sim_delta_skip,
+                delta_equal=args.teacher_sim_delta_equal,
+            )
+        )
+        session_cfg = SessionConfig(
+            args.teacher_feedback_num_queries_per_session,
+            args.query_pool_multiplier,
+            H,
+            args.preference_sampling,
+            args.reward_net_val_split,
+            parse_pref_buffer_sessions(args.pref_buffer_size_sessions),
+            RewardTrainingConfig(
+                args.teacher_update_epochs,
+                args.teacher_batch_strategy,
+                args.teacher_minibatch_size,
+                args.teacher_feedback_batch_size,
+            ),
+        )
+        stats = FeedbackStats()
+
+        def reward_fn(obs: np.ndarray, actions: np.ndarray):
+            return predict_rewards(ensemble, obs, actions)
+
+        start_step = 0
+        if args.exploration_load:
+            try:
+                agent.load_state_dict(load_state(Path(args.path_to_model).with_suffix(""))["agent"])
+                rb.load_state_dict(load_state(Path(args.path_to_replay_buffer).with_suffix("")))
+            except (CheckpointError, KeyError, RuntimeError) as e:
+                raise ValueError(f"--exploration-load: cannot load the exploration checkpoint: {e}") from e
+            start_step = explore_steps
+            if rb.size < args.trajectory_length:
+                raise ValueError(f"the loaded replay buffer holds {rb.size} transitions, fewer than one segment")
+            log.info("loaded %d exploration transitions; skipping %d exploration steps", rb.size, explore_steps)
+
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+    run_dir = make_run_dir(args.runs_dir, run_name(args.env_id, exp_name, args.seed))
+    tracker = Tracker(run_dir, args, args.track, args.wandb_project_name, args.wandb_entity)
+    log.info("run directory %s; feedback sessions at steps %s", run_dir, sessions.tolist())
+
+    def save_checkpoint(name: str, step: int) -> Path:
+        path = run_dir / "checkpoints" / name
+        save_state(
+            path,
+            {
+                "algorithm": "sac_rlhf",
+                "env_id": args.env_id,
+                "step": step,
+                "next_session": next_session,
+                "agent": agent.state_dict(),
+                "q_optimizer": agent.q_optimizer.state_dict(),
+                "actor_optimizer": agent.actor_optimizer.state_dict(),
+                "alpha_optimizer": agent.a_optimizer.state_dict() if agent.a_optimizer else None,
+                "reward_ensemble": ensemble.state_dict(),
+                "reward_optimizer": reward_optimizer.state_dict(),
+                "preferences": prefs.state_dict(),
+                "feedback_stats": dict(stats.__dict__),
+                "rng": rng_state(np_rngs),
+                "args": dict(args.__dict__),
+            },
+        )
+        return path
+
+    # ---- the loop ---------------------------------------------------------------------------------------------
+    obs, _ = env.reset(seed=args.seed)
+    episode_id = int(rb.episode_id[: rb.size].max()) + 1 if rb.size else 0
+    episode_step, episode_return = 0, 0.0
+    finished_returns: list[float] = []
+    finished_lengths: list[int] = []
+    explore_norm = RunningStd()
+    next_session = 0
+    last_eval = float("nan")
+    best_eval, evals_without_improvement = -np.inf, 0
+    train_metrics: dict[str, torch.Tensor] = {}
+    final_metrics: dict[str, float] = {}
+    bar = ProgressBar(args.total_timesteps, initial=start_step, disable=not args.progress_bar)
+    window_start, window_time = start_step, time.time()
+    step = start_step
+    completed = interrupted = False
+    try:
+        for step in range(start_step, args.total_timesteps):
+            exploring = step < explore_steps
+            # (2) act: random actions only before any agent exists to act with
+            random_phase = (
+                step < args.explore_learning_starts
+                if exploring
+                else (not args.unsupervised_exploration and step < args.learning_starts)
+            )
+            action = env.action_space.sample() if random_phase else agent.act(obs)
+            physics_state = get_physics_state(env)  # the state of ``obs``, to re-render this step later
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            rb.add(obs, action, next_obs, reward, terminated, truncated, episode_id, episode_step, physics_state)
+            episode_return += float(reward)
+            episode_step += 1
+            obs = next_obs
+            if terminated or truncated:
+                finished_returns.append(episode_return)
+                finished_lengths.append(episode_step)
+                obs, _ = env.reset()
+                episode_id, episode_step, episode_return = episode_id + 1, 0, 0.0
+
+            # (1) unsupervised pre-exploration: SAC on the normalised k-NN state-entropy reward
+            if exploring:
+                if step >= args.explore_learning_starts:
+                    batch = rb.sample_states(args.explore_batch_size, rng_buffer)
+                    t = {k: torch.as_tensor(v, device=device, dtype=torch.float32) for k, v in batch.items()}
+                    visited = torch.as_tensor(rb.next_obs[: rb.size], device=device)
+                    r_int = state_entropy_reward(t["next_obs"], visited, explore_norm)
+                    train_metrics = agent.update(t["obs"], t["actions"], r_int, t["next_obs"], t["terminated"], step)
+                if step + 1 == explore_steps:
+                    exploration_dir = run_dir / "exploration"
+                    save_state(exploration_dir / "agent", {"agent": agent.state_dict(), "step": step + 1})
+                    save_state(exploration_dir / "replay_buffer", rb.state_dict())
+                    log.info("saved the exploration agent and replay buffer to %s", exploration_dir)
+            else:
+                # (3) feedback session on the schedule
+                if next_session < len(sessions) and step >= sessions[next_session]:
+                    t0 = time.time()
+                    metrics = feedback_session(
+                        rb, ensemble, reward_optimizer, teacher, prefs, stats, next_session, session_cfg, rng_queries
+                    )
+                    rb.relabel(reward_fn)
+                    recent = slice(max(0, rb.size - 10_000), rb.size) if rb.size < rb.capacity else slice(None)
+                    metrics["reward_model/pearson"] = pearson(rb.reward_mean[recent], rb.true_rewards[recent])
+                    metrics["reward_model/ensemble_std"] = float(rb.reward_std[recent].mean())
+                    metrics["feedback/session_seconds"] = time.time() - t0
+                    if next_session == 0 and explore_steps:
+                        agent.reset_critics()  # its Q estimated the intrinsic reward (PEBBLE)
+                    tracker.scalars({**metrics, **stats.as_scalars()}, step)
+                    log.info(
+                        "session %d at step %d: %d labels, val accuracy %.3f",
+                        next_session,
+                        step,
+                        stats.total_labels,
+                        metrics["reward_model/val_accuracy"],
+                    )
+                    next_session += 1
+                # (4) SAC update on the learned reward, once a reward model exists
+                if next_session > 0:
+                    if rb.pending >= 64:
+                        rb.relabel_pending(reward_fn)
+                    batch = rb.sample(args.batch_size, rng_buffer)
+                    t = {k: torch.as_tensor(v, device=device, dtype=torch.float32) for k, v in batch.items()}
+                    rewards = t["reward_mean"]
+                    if args.rune:  # RUNE: beta_t = beta_0 (1 - rho)^t, t = the step at which it is applied
+                        rewards = rewards + args.rune_beta * (1 - args.rune_beta_decay) ** step * t["reward_std"]
+                    train_metrics = agent.update(t["obs"], t["actions"], rewards, t["next_obs"], t["terminated"], step)
+
+            # (5) logging, evaluation, early stopping
+            if (step + 1) % args.log_frequency == 0:
+                now = time.time()
+                scalars = {
+                    "charts/SPS": (step + 1 - window_start) / max(now - window_time, 1e-9),
+                    "charts/alpha": float(agent.alpha),
+                    **train_metrics,
+                }
+                if finished_returns:
+                    scalars["charts/episodic_return"] = float(np.mean(finished_returns))
+                    scalars["charts/episodic_length"] = float(np.mean(finished_lengths))
+                    finished_returns.clear()
+                    finished_lengths.clear()
+                tracker.scalars(scalars, step + 1)
+                window_start, window_time = step + 1, now
+            if (step + 1) % args.evaluation_frequency == 0:
+                eval_metrics = evaluate(agent, eval_env, args, step + 1)
+                last_eval = eval_metrics["eval/mean_return"]
+                tracker.scalars(eval_metrics, step + 1)
+                if args.early_stopping and step + 1 >= args.early_stopping_step:
+                    if last_eval > best_eval:
+                        best_eval, evals_without_improvement = last_eval, 0
+                    else:
+                        evals_without_improvement += 1
+                    reached = args.early_stopping_mean != 0 and last_eval >= args.early_stopping_mean
+                    if reached or evals_without_improvement >= args.early_stop_patience:
+                        log.info("early stopping at step %d (eval return %.1f)", step + 1, last_eval)
+                        break
+            bar.update(1, labels=stats.total_labels, eval=last_eval)
+        completed = True
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted at step %d; saving a checkpoint", step)
+    finally:
+        bar.close()
+        if completed:
+            final_eval = evaluate(agent, eval_env, args, step + 1)
+            tracker.scalars(final_eval, step + 1)
+            final_metrics.update(final_eval)
+        if completed or interrupted:
+            log.info("checkpoint saved to %s", save_checkpoint("final", step + 1))
+        tracker.scalars(stats.as_scalars(), step + 1)
+        tracker.close()
+        env.close()
+        eval_env.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    final_metrics.update({**stats.as_scalars(), "step": float(step + 1), "run_dir": str(run_dir)})
+    return final_metrics
+
+
+def cli(argv: list[str] | None = None) -> int:
+    import tyro
+
+    args = tyro.cli(Args, args=argv)
+    try:
+        main(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
