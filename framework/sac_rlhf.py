@@ -29,7 +29,7 @@ from rlhf.config import (
     parse_pref_buffer_sessions,
 )
 from rlhf.envs import configure_headless_rendering, env_info, get_physics_state, make_env
-from rlhf.evaluate import run_episodes, summary
+from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.exploration import RunningStd, state_entropy_reward
 from rlhf.feedback import FeedbackStats, SessionConfig, SimulatedAnswers, feedback_session, pearson
 from rlhf.preferences import PreferenceDataset
@@ -38,7 +38,16 @@ from rlhf.reward_model import RewardEnsemble, predict_rewards
 from rlhf.reward_training import RewardTrainingConfig
 from rlhf.schedule import session_steps
 from rlhf.teacher import SimulatedTeacher
-from rlhf.tracking import ProgressBar, Tracker, make_run_dir, run_name, seed_everything, select_device, setup_logging
+from rlhf.tracking import (
+    EpisodeWindow,
+    ProgressBar,
+    Tracker,
+    make_run_dir,
+    run_name,
+    seed_everything,
+    select_device,
+    setup_logging,
+)
 
 log = logging.getLogger("cleanrlhf")
 
@@ -111,20 +120,6 @@ def validate(args: Args) -> None:
         raise ValueError(f"--learning-starts ({args.learning_starts}) must be below --total-timesteps")
     if args.rune and not (args.rune_beta >= 0 and 0 <= args.rune_beta_decay < 1):
         raise ValueError("--rune-beta must be >= 0 and --rune-beta-decay in [0, 1)")
-
-
-def evaluate(agent: SAC, env, args: Args, step: int) -> dict[str, float]:
-    returns, lengths = run_episodes(
-        lambda o: agent.act(o, deterministic=True), env, args.evaluation_episodes, seed=args.seed + 10_000 + step
-    )
-    stats = summary(returns)
-    return {
-        "eval/mean_return": stats["mean"],
-        "eval/std_return": stats["std"],
-        "eval/min_return": stats["min"],
-        "eval/max_return": stats["max"],
-        "eval/mean_length": float(lengths.mean()),
-    }
 
 
 def main(args: Args) -> dict[str, float]:
@@ -257,20 +252,24 @@ def main(args: Args) -> dict[str, float]:
         )
         return path
 
+    def evaluate(step: int) -> dict[str, float]:
+        policy = lambda o: agent.act(o, deterministic=True)  # noqa: E731
+        return evaluate_policy(policy, eval_env, args.evaluation_episodes, seed=args.seed + 10_000 + step)
+
     # ---- the loop ---------------------------------------------------------------------------------------------
     obs, _ = env.reset(seed=args.seed)
     episode_id = int(rb.episode_id[: rb.size].max()) + 1 if rb.size else 0
     episode_step, episode_return = 0, 0.0
-    finished_returns: list[float] = []
-    finished_lengths: list[int] = []
     explore_norm = RunningStd()
     next_session = 0
     last_eval = float("nan")
-    best_eval, evals_without_improvement = -np.inf, 0
+    early_stopping = EarlyStopping(
+        args.early_stopping, args.early_stopping_step, args.early_stop_patience, args.early_stopping_mean
+    )
     train_metrics: dict[str, torch.Tensor] = {}
     final_metrics: dict[str, float] = {}
     bar = ProgressBar(args.total_timesteps, initial=start_step, disable=not args.progress_bar)
-    window_start, window_time = start_step, time.time()
+    window = EpisodeWindow(start_step)
     step = start_step
     completed = interrupted = False
     try:
@@ -290,15 +289,14 @@ def main(args: Args) -> dict[str, float]:
             episode_step += 1
             obs = next_obs
             if terminated or truncated:
-                finished_returns.append(episode_return)
-                finished_lengths.append(episode_step)
+                window.episode(episode_return, episode_step)
                 obs, _ = env.reset()
                 episode_id, episode_step, episode_return = episode_id + 1, 0, 0.0
 
             # (1) unsupervised pre-exploration: SAC on the normalised k-NN state-entropy reward
             if exploring:
                 if step >= args.explore_learning_starts:
-                    batch = rb.sample_states(args.explore_batch_size, rng_buffer)
+                    batch = rb.sample_any(args.explore_batch_size, rng_buffer)
                     t = {k: torch.as_tensor(v, device=device, dtype=torch.float32) for k, v in batch.items()}
                     visited = torch.as_tensor(rb.next_obs[: rb.size], device=device)
                     r_int = state_entropy_reward(t["next_obs"], visited, explore_norm)
@@ -344,32 +342,16 @@ def main(args: Args) -> dict[str, float]:
 
             # (5) logging, evaluation, early stopping
             if (step + 1) % args.log_frequency == 0:
-                now = time.time()
-                scalars = {
-                    "charts/SPS": (step + 1 - window_start) / max(now - window_time, 1e-9),
-                    "charts/alpha": float(agent.alpha),
-                    **train_metrics,
-                }
-                if finished_returns:
-                    scalars["charts/episodic_return"] = float(np.mean(finished_returns))
-                    scalars["charts/episodic_length"] = float(np.mean(finished_lengths))
-                    finished_returns.clear()
-                    finished_lengths.clear()
-                tracker.scalars(scalars, step + 1)
-                window_start, window_time = step + 1, now
+                tracker.scalars(
+                    {**window.flush(step + 1), "charts/alpha": float(agent.alpha), **train_metrics}, step + 1
+                )
             if (step + 1) % args.evaluation_frequency == 0:
-                eval_metrics = evaluate(agent, eval_env, args, step + 1)
+                eval_metrics = evaluate(step + 1)
                 last_eval = eval_metrics["eval/mean_return"]
                 tracker.scalars(eval_metrics, step + 1)
-                if args.early_stopping and step + 1 >= args.early_stopping_step:
-                    if last_eval > best_eval:
-                        best_eval, evals_without_improvement = last_eval, 0
-                    else:
-                        evals_without_improvement += 1
-                    reached = args.early_stopping_mean != 0 and last_eval >= args.early_stopping_mean
-                    if reached or evals_without_improvement >= args.early_stop_patience:
-                        log.info("early stopping at step %d (eval return %.1f)", step + 1, last_eval)
-                        break
+                if early_stopping.should_stop(step + 1, last_eval):
+                    log.info("early stopping at step %d (eval return %.1f)", step + 1, last_eval)
+                    break
             bar.update(1, labels=stats.total_labels, eval=last_eval)
         completed = True
     except KeyboardInterrupt:
@@ -378,7 +360,7 @@ def main(args: Args) -> dict[str, float]:
     finally:
         bar.close()
         if completed:
-            final_eval = evaluate(agent, eval_env, args, step + 1)
+            final_eval = evaluate(step + 1)
             tracker.scalars(final_eval, step + 1)
             final_metrics.update(final_eval)
         if completed or interrupted:

@@ -151,6 +151,24 @@ class FeedbackArgs:
 
 
 @dataclass
+class SurfArgs:
+    surf: bool = True
+    """SURF: temporal cropping of labelled pairs and confidence-thresholded pseudo-labels for unlabelled pairs"""
+    unlabeled_batch_ratio: int = 1
+    """unlabelled (pseudo-labelled) pairs per labelled pair in each reward-model batch"""
+    surf_sampling_strategy: Literal["uniform", "disagree", "entropy"] = "uniform"
+    """how the unlabelled pairs for pseudo-labelling are drawn from the buffer"""
+    surf_tau: float = 0.999
+    """confidence threshold: pseudo-label only pairs with ensemble-mean P > tau or < 1 - tau"""
+    lambda_ssl: float = 0.1
+    """weight of the pseudo-labelled loss"""
+    max_augmentation_offset: int = 10
+    """cropped length is at least H - max_augmentation_offset"""
+    min_augmentation_offset: int = 5
+    """cropped length is at most H - min_augmentation_offset"""
+
+
+@dataclass
 class RuneArgs:
     rune: bool = False
     """RUNE: add beta_t * (ensemble std of r̂) to the learned reward to explore where the reward is uncertain"""

@@ -48,3 +48,35 @@ def summary(returns: np.ndarray) -> dict[str, float]:
         "max": float(np.max(returns)),
         "median": float(np.median(returns)),
     }
+
+
+def evaluate_policy(policy: Callable[[np.ndarray], np.ndarray], env, episodes: int, seed: int) -> dict[str, float]:
+    """``eval/*`` scalars of ``episodes`` episodes of a deterministic policy on the true return."""
+    returns, lengths = run_episodes(policy, env, episodes, seed)
+    stats = summary(returns)
+    return {
+        "eval/mean_return": stats["mean"],
+        "eval/std_return": stats["std"],
+        "eval/min_return": stats["min"],
+        "eval/max_return": stats["max"],
+        "eval/mean_length": float(lengths.mean()),
+    }
+
+
+class EarlyStopping:
+    """Stop when the evaluation return reaches a target, or has not improved for ``patience`` evaluations,
+    counting only evaluations at or after ``start_step``."""
+
+    def __init__(self, enabled: bool, start_step: int, patience: int, target_mean: float):
+        self.enabled, self.start_step, self.patience, self.target_mean = enabled, start_step, patience, target_mean
+        self.best, self.stale = -np.inf, 0
+
+    def should_stop(self, step: int, mean_return: float) -> bool:
+        if not self.enabled or step < self.start_step:
+            return False
+        if mean_return > self.best:
+            self.best, self.stale = mean_return, 0
+        else:
+            self.stale += 1
+        reached = self.target_mean != 0 and mean_return >= self.target_mean
+        return reached or self.stale >= self.patience

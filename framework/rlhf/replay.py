@@ -108,13 +108,14 @@ class ReplayBuffer:
             "terminated": self.terminated[idx],
         }
 
-    def sample_states(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """A uniform batch over all filled transitions (for exploration, which needs no learned reward)."""
+    def sample_any(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A uniform batch over all filled transitions, with true rewards (exploration and the SAC baseline)."""
         idx = rng.integers(0, self.size, size=batch_size)
         return {
             "obs": self.obs[idx],
             "actions": self.actions[idx],
             "next_obs": self.next_obs[idx],
+            "true_rewards": self.true_rewards[idx],
             "terminated": self.terminated[idx],
         }
 

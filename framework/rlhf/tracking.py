@@ -110,3 +110,26 @@ class ProgressBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+class EpisodeWindow:
+    """Episodes finished and steps taken since the last log line, turned into ``charts/*`` scalars."""
+
+    def __init__(self, step: int):
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self.start_step, self.start_time = step, time.time()
+
+    def episode(self, episode_return: float, length: int) -> None:
+        self.returns.append(episode_return)
+        self.lengths.append(length)
+
+    def flush(self, step: int) -> dict[str, float]:
+        now = time.time()
+        scalars = {"charts/SPS": (step - self.start_step) / max(now - self.start_time, 1e-9)}
+        if self.returns:
+            scalars["charts/episodic_return"] = float(np.mean(self.returns))
+            scalars["charts/episodic_length"] = float(np.mean(self.lengths))
+        self.returns, self.lengths = [], []
+        self.start_step, self.start_time = step, now
+        return scalars
