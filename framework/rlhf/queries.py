@@ -23,8 +23,7 @@ Strategy = Literal["uniform", "disagree", "entropy"]
 
 def binary_entropy(p: torch.Tensor) -> torch.Tensor:
     """H(p) in nats, 0 at p ∈ {0, 1}."""
-    p = p.clamp(1e-12, 1 - 1e-12)
-    return -(p * p.log() + (1 - p) * (1 - p).log())
+    return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p))  # xlogy(0, 0) = 0, no clamping
 
 
 def selection_scores(probs: torch.Tensor, strategy: Strategy) -> torch.Tensor:
