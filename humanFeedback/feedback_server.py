@@ -428,7 +428,11 @@ def main(argv: list[str] | None = None) -> int:
     import waitress  # imported here so that the tests of create_app do not need it
 
     max_bytes = int(args.max_upload_mb * 1024 * 1024)
-    app = create_app(args.data_dir, token=token, lease_seconds=args.lease_seconds, max_upload_bytes=max_bytes)
+    try:
+        app = create_app(args.data_dir, token=token, lease_seconds=args.lease_seconds, max_upload_bytes=max_bytes)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     store: Store = app.extensions["feedback_store"]
     try:
         server = waitress.create_server(

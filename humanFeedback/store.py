@@ -36,6 +36,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no data-dir lock
+    fcntl = None  # type: ignore[assignment]
+
 SCHEMA_VERSION = 1
 
 # Label encoding is fixed project-wide: P(B > A). "skip" is not a label.
@@ -144,6 +149,14 @@ class Store:
         self.data_dir = Path(data_dir).resolve()
         self.clip_dir = self.data_dir / "clips"
         self.clip_dir.mkdir(parents=True, exist_ok=True)
+        # One server per data dir: leases and long-poll wake-ups live in this process's memory.
+        self._lock_file = open(self.data_dir / "server.lock", "a+b")  # noqa: SIM115 (held until close())
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lock_file.close()
+                raise RuntimeError(f"another feedback server is already using {self.data_dir}") from None
         self.lease_seconds = float(lease_seconds)
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
@@ -185,6 +198,7 @@ class Store:
         with self._cond:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
+        self._lock_file.close()
 
     def begin_shutdown(self) -> None:
         """Make every waiting long-poll return now (used on SIGTERM)."""

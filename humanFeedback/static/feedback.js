@@ -22,6 +22,7 @@
     busy: false, // an answer/undo request is in flight
     gen: 0, // bumps to cancel a running claim/wait loop
     backoffMs: 1000,
+    started: false, // a first query was shown
   };
 
   // ------------------------------------------------------------------ helpers
@@ -213,9 +214,12 @@
         state.backoffMs = 1000;
         showProgress(data.progress);
         if (data.query) {
+          const first = !state.started;
+          state.started = true;
           if (waited) notifyNewWork();
           show(data.query);
           if (waited) announce("New clip pairs arrived.");
+          else if (first) announce(`Labelling as “${state.labeller}”. Watch both clips, then answer with the buttons or the arrow keys.`);
           return;
         }
         if (!waited) {

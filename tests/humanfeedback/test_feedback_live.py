@@ -307,3 +307,15 @@ def test_cli_runs_from_any_directory(tmp_path):
         assert requests.get(server.url + "/static/feedback.js", timeout=5).status_code == 200
     finally:
         server.stop()
+
+
+def test_one_server_per_data_dir(live_server, tmp_path):
+    """Leases and wake-ups live in one process, so a second server on the same data dir refuses to start."""
+    p = subprocess.run(
+        [sys.executable, str(SERVER), "--port", "0", "--data-dir", str(tmp_path / "server-data")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert p.returncode == 1 and "already using" in p.stderr
+    assert live_server.client("x").health()["status"] == "ok"
