@@ -26,6 +26,7 @@ from rlhf.config import (
     GeneralArgs,
     RuneArgs,
     SACArgs,
+    SurfArgs,
     parse_pref_buffer_sessions,
 )
 from rlhf.envs import configure_headless_rendering, env_info, get_physics_state, make_env
@@ -37,6 +38,7 @@ from rlhf.replay import ReplayBuffer
 from rlhf.reward_model import RewardEnsemble, predict_rewards
 from rlhf.reward_training import RewardTrainingConfig
 from rlhf.schedule import session_steps
+from rlhf.surf import Surf, check_surf_args, surf_config
 from rlhf.teacher import SimulatedTeacher
 from rlhf.tracking import (
     EpisodeWindow,
@@ -53,7 +55,7 @@ log = logging.getLogger("cleanrlhf")
 
 
 @dataclass
-class Args(RuneArgs, ExplorationArgs, FeedbackArgs, SACArgs, GeneralArgs):
+class Args(SurfArgs, RuneArgs, ExplorationArgs, FeedbackArgs, SACArgs, GeneralArgs):
     """PEBBLE: SAC on a reward learned from preferences."""
 
 
@@ -110,6 +112,7 @@ def validate(args: Args) -> None:
     if args.exploration_load and not (args.path_to_replay_buffer and args.path_to_model):
         raise ValueError("--exploration-load needs --path-to-replay-buffer and --path-to-model")
     parse_pref_buffer_sessions(args.pref_buffer_size_sessions)
+    check_surf_args(args)
     explore = args.total_explore_steps if args.unsupervised_exploration else 0
     if explore >= args.total_timesteps:
         raise ValueError(
@@ -206,6 +209,7 @@ def main(args: Args) -> dict[str, float]:
             ),
         )
         stats = FeedbackStats()
+        surf = Surf(surf_config(args), H) if args.surf else None
 
         def reward_fn(obs: np.ndarray, actions: np.ndarray):
             return predict_rewards(ensemble, obs, actions)
@@ -310,9 +314,22 @@ def main(args: Args) -> dict[str, float]:
                 # (3) feedback session on the schedule
                 if next_session < len(sessions) and step >= sessions[next_session]:
                     t0 = time.time()
+                    labelled = len(prefs) + args.teacher_feedback_num_queries_per_session
+                    hooks = surf.prepare(rb, ensemble, labelled, rng_queries) if surf else {}  # SURF's two hooks
                     metrics = feedback_session(
-                        rb, ensemble, reward_optimizer, teacher, prefs, stats, next_session, session_cfg, rng_queries
+                        rb,
+                        ensemble,
+                        reward_optimizer,
+                        teacher,
+                        prefs,
+                        stats,
+                        next_session,
+                        session_cfg,
+                        rng_queries,
+                        **hooks,
                     )
+                    if surf:
+                        metrics["reward_model/surf_confident_fraction"] = surf.last_confident_fraction
                     rb.relabel(reward_fn)
                     recent = slice(max(0, rb.size - 10_000), rb.size) if rb.size < rb.capacity else slice(None)
                     metrics["reward_model/pearson"] = pearson(rb.reward_mean[recent], rb.true_rewards[recent])

@@ -25,10 +25,11 @@ from rlhf.reward_model import (
 
 BatchStrategy = Literal["minibatch", "batch", "full"]
 
-# (member index, obs (B, 2, H, o), actions (B, 2, H, a), mask (B, 2, H), labels (B,)) -> the same, transformed.
+# (obs (B, 2, H, o), actions (B, 2, H, a), mask (B, 2, H), labels (B,)) -> the same, transformed (H may shrink).
 PairAugmentation = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
-# (member index) -> an extra loss term for that member (SURF's pseudo-labelled loss); None when not used.
-ExtraLoss = Callable[[int], torch.Tensor]
+# (member index, labelled pairs in the minibatch) -> an extra loss term for that member (SURF's pseudo-labelled
+# loss, whose unlabelled batch is a multiple of the labelled one); None when not used.
+ExtraLoss = Callable[[int, int], torch.Tensor]
 
 
 @dataclass
@@ -96,7 +97,7 @@ def train_reward_ensemble(
                 logits = member_logits(ensemble, m, o, a, k)
                 loss = loss + bradley_terry_loss(logits, y)
                 if extra_loss is not None:
-                    loss = loss + extra_loss(m)
+                    loss = loss + extra_loss(m, len(y))
                 strict = y != 0.5
                 correct += float(((logits > 0) == (y > 0.5))[strict].sum())
                 counted += float(strict.sum())

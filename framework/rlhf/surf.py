@@ -1,0 +1,224 @@
+"""SURF (Park et al. 2022, "SURF: Semi-supervised Reward Learning with Data Augmentation for Feedback-efficient
+Preference-based Reinforcement Learning") and RUNE's exploration bonus (Liang et al. 2022, "Reward Uncertainty
+for Exploration in Preference-based RL"), the two add-ons to the reward model (SPEC §7).
+
+SURF plugs into :func:`rlhf.reward_training.train_reward_ensemble` through its two hooks:
+
+- ``augment`` (temporal cropping): both segments of a labelled pair are cropped to one common random length
+  L ∈ [H − max_offset, H − min_offset], each from its own random start in [0, H − L]. The label is kept.
+  Cropping keeps the padding mask: padded steps after a termination stay masked (count zero) inside the window.
+- ``extra_loss`` (pseudo-labels): unlabelled pairs drawn from the agent's buffer (``--surf-sampling-strategy``);
+  a pair whose ensemble-mean P(B ≻ A) is > τ gets the pseudo-label 1, < 1 − τ the pseudo-label 0, any other pair
+  is ignored. Each member's loss is λ_ssl · mean over the U unlabelled pairs of (confident · CE(cropped pair,
+  pseudo-label)) — a mean over all U pairs as in SURF's code (FixMatch style), so few confident pairs weigh little.
+
+Everything is batched over pairs and steps. Pseudo-labels are recomputed with the current ensemble each time the
+walk over the unlabelled pool starts a new pass (about once per reward-model epoch), instead of once per member
+and minibatch; this keeps SURF's cost near that of the supervised loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlhf.queries import Strategy, select_queries
+from rlhf.reward_model import RewardEnsemble, segment_returns
+from rlhf.reward_training import member_logits
+from rlhf.segments import Segments
+
+
+class SegmentSource(Protocol):
+    def sample_segments(self, n: int, length: int, rng: np.random.Generator) -> Segments: ...
+
+
+@dataclass
+class SurfConfig:
+    unlabeled_batch_ratio: int = 1
+    tau: float = 0.999
+    lambda_ssl: float = 0.1
+    min_offset: int = 5
+    max_offset: int = 10
+    strategy: Strategy = "uniform"
+    pool_multiplier: int = 10  # candidates per unlabelled pair for 'disagree'/'entropy'
+    max_labelled_basis: int = 1024  # the unlabelled pool holds ratio × min(labels, this) pairs
+    max_candidates: int = 4096  # cap on the candidate pairs scored for 'disagree'/'entropy'
+
+
+def check_surf_args(args) -> None:
+    """Validate the SURF flags (``rlhf.config.SurfArgs``) against ``--trajectory-length``; ValueError names them."""
+    if not args.surf:
+        return
+    H = args.trajectory_length
+    if not 0 <= args.min_augmentation_offset <= args.max_augmentation_offset < H:
+        raise ValueError(
+            "SURF needs 0 <= --min-augmentation-offset <= --max-augmentation-offset < --trajectory-length, got "
+            f"{args.min_augmentation_offset}, {args.max_augmentation_offset}, {H}"
+        )
+    if args.unlabeled_batch_ratio < 1:
+        raise ValueError(f"--unlabeled-batch-ratio must be >= 1, got {args.unlabeled_batch_ratio}")
+    if not 0.5 < args.surf_tau < 1.0:
+        raise ValueError(f"--surf-tau must be in (0.5, 1), got {args.surf_tau}")
+    if args.lambda_ssl < 0:
+        raise ValueError(f"--lambda-ssl must be >= 0, got {args.lambda_ssl}")
+
+
+def surf_config(args) -> SurfConfig:
+    """The SurfConfig of a script's flags (``SurfArgs`` + ``--query-pool-multiplier``)."""
+    return SurfConfig(
+        args.unlabeled_batch_ratio,
+        args.surf_tau,
+        args.lambda_ssl,
+        args.min_augmentation_offset,
+        args.max_augmentation_offset,
+        args.surf_sampling_strategy,
+        args.query_pool_multiplier,
+    )
+
+
+def crop_windows(
+    n: int, horizon: int, min_offset: int, max_offset: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random crops of n pairs: lengths (n,) in [H − max_offset, H − min_offset], starts (n, 2) in [0, H − L]."""
+    lengths = rng.integers(horizon - max_offset, horizon - min_offset + 1, size=n)
+    starts = rng.integers(0, (horizon - lengths + 1)[:, None], size=(n, 2))  # independent for A and B
+    return lengths, starts
+
+
+def crop_pairs(
+    obs: torch.Tensor,
+    act: torch.Tensor,
+    mask: torch.Tensor,
+    lengths: np.ndarray,
+    starts: np.ndarray,
+    out_length: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gather crops: obs (B, 2, H, o), act (B, 2, H, a), mask (B, 2, H) -> (B, 2, out_length, ·).
+
+    Pair i keeps steps [starts[i, s], starts[i, s] + lengths[i]) of side s; steps of the output beyond
+    ``lengths[i]`` and padded steps of the input are masked out.
+    """
+    horizon, dev = obs.shape[2], obs.device
+    t = torch.arange(out_length, device=dev)
+    idx = torch.as_tensor(starts, device=dev)[..., None] + t  # (B, 2, L_out)
+    inside = t < torch.as_tensor(lengths, device=dev)[:, None, None]  # (B, 1, L_out)
+    idx = idx.clamp(max=horizon - 1)
+    o = obs.gather(2, idx[..., None].expand(-1, -1, -1, obs.shape[-1]))
+    a = act.gather(2, idx[..., None].expand(-1, -1, -1, act.shape[-1]))
+    k = mask.gather(2, idx) & inside
+    return o, a, k
+
+
+def confident_pseudo_labels(probs: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U,) ensemble-mean P(B ≻ A) -> (pseudo-labels (U,) in {0, 1}, confident (U,) bool: P > τ or P < 1 − τ)."""
+    return (probs > 0.5).float(), (probs > tau) | (probs < 1.0 - tau)
+
+
+def pseudo_label_loss(
+    ensemble: RewardEnsemble,
+    m: int,
+    obs: torch.Tensor,
+    act: torch.Tensor,
+    mask: torch.Tensor,
+    pseudo: torch.Tensor,
+    confident: torch.Tensor,
+) -> torch.Tensor:
+    """Σ over confident pairs of member m's CE against the pseudo-label, divided by all U pairs; () tensor."""
+    if not bool(confident.any()):
+        return torch.zeros((), device=obs.device)
+    logits = member_logits(ensemble, m, obs[confident], act[confident], mask[confident])
+    ce = F.binary_cross_entropy_with_logits(logits, pseudo[confident], reduction="sum")
+    return ce / confident.numel()
+
+
+class Surf:
+    """SURF's two training hooks over a per-session pool of unlabelled pairs (see the module docstring)."""
+
+    def __init__(self, cfg: SurfConfig, horizon: int):
+        self.cfg, self.horizon = cfg, horizon
+        self.out_length = horizon - cfg.min_offset  # the longest crop
+        self.ensemble: RewardEnsemble | None = None
+        self.rng = np.random.default_rng(0)
+        self.pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # obs, act, mask (P, 2, H, ·)
+        self.order = np.zeros(0, np.int64)
+        self.cursor = 0
+        self.pseudo = self.confident = torch.zeros(0)
+        self.last_confident_fraction = float("nan")
+
+    def prepare(
+        self, source: SegmentSource, ensemble: RewardEnsemble, labelled_pairs: int, rng: np.random.Generator
+    ) -> dict:
+        """Draw this session's unlabelled pool from ``source`` and return the hooks for ``train_reward_ensemble``
+        (``feedback_session(..., **hooks)``). ``labelled_pairs`` sizes the pool: ratio × min(labels, 1024)."""
+        cfg = self.cfg
+        self.ensemble, self.rng = ensemble, rng
+        n = cfg.unlabeled_batch_ratio * max(1, min(labelled_pairs, cfg.max_labelled_basis))
+        candidates = min(n * cfg.pool_multiplier, max(n, cfg.max_candidates))
+        seg_a, seg_b = select_queries(source, ensemble, n, candidates, self.horizon, cfg.strategy, rng)
+        dev = ensemble.device
+        stack = lambda x, y: torch.as_tensor(np.stack([x, y], 1), device=dev)  # noqa: E731
+        self.pool = (
+            stack(seg_a.obs, seg_b.obs).float(),
+            stack(seg_a.actions, seg_b.actions).float(),
+            stack(seg_a.mask, seg_b.mask),
+        )
+        self.order, self.cursor = np.zeros(0, np.int64), 0
+        return {"augment": self.augment, "extra_loss": self.extra_loss}
+
+    def augment(self, obs, act, mask, labels) -> tuple[torch.Tensor, ...]:
+        """Temporal cropping of a labelled minibatch (B, 2, H, ·) -> (B, 2, H − min_offset, ·); labels unchanged."""
+        lengths, starts = crop_windows(len(labels), self.horizon, self.cfg.min_offset, self.cfg.max_offset, self.rng)
+        return (*crop_pairs(obs, act, mask, lengths, starts, self.out_length), labels)
+
+    @torch.no_grad()
+    def _relabel_pool(self) -> None:
+        """Ensemble-mean P(B ≻ A) of every pool pair with the current ensemble (eval mode) -> pseudo-labels."""
+        assert self.ensemble is not None and self.pool is not None
+        obs, act, mask = self.pool
+        was_training = self.ensemble.training
+        self.ensemble.eval()
+        returns = segment_returns(self.ensemble(obs, act), mask)  # (M, P, 2)
+        self.ensemble.train(was_training)
+        probs = torch.sigmoid(returns[..., 1] - returns[..., 0]).mean(0)  # (P,) ensemble mean of P_m
+        self.pseudo, self.confident = confident_pseudo_labels(probs, self.cfg.tau)
+        self.last_confident_fraction = float(self.confident.float().mean())
+
+    def _next_indices(self, count: int) -> np.ndarray:
+        """The next ``count`` pool indices of a random walk over the pool; a new pass re-derives pseudo-labels."""
+        out = []
+        while count > 0:
+            if self.cursor >= len(self.order):
+                self.order, self.cursor = self.rng.permutation(len(self.pool[0])), 0
+                self._relabel_pool()
+            take = self.order[self.cursor : self.cursor + count]
+            self.cursor += len(take)
+            count -= len(take)
+            out.append(take)
+        return np.concatenate(out)
+
+    def extra_loss(self, m: int, labelled: int) -> torch.Tensor:
+        """λ_ssl · pseudo-labelled loss of member m on ratio × ``labelled`` cropped unlabelled pairs; () tensor."""
+        if self.pool is None or self.cfg.lambda_ssl == 0:
+            return torch.zeros((), device=self.ensemble.device if self.ensemble is not None else None)
+        idx = torch.as_tensor(self._next_indices(self.cfg.unlabeled_batch_ratio * labelled))
+        obs, act, mask = (x[idx.to(x.device)] for x in self.pool)
+        lengths, starts = crop_windows(len(idx), self.horizon, self.cfg.min_offset, self.cfg.max_offset, self.rng)
+        obs, act, mask = crop_pairs(obs, act, mask, lengths, starts, self.out_length)
+        loss = pseudo_label_loss(
+            self.ensemble, m, obs, act, mask, self.pseudo[idx].to(obs.device), self.confident[idx].to(obs.device)
+        )
+        return self.cfg.lambda_ssl * loss
+
+
+def rune_beta(beta0: float, decay: float, step) -> np.ndarray | float:
+    """RUNE's schedule β_t = β_0 (1 − ρ)^t (scalar or array of steps t)."""
+    return beta0 * (1.0 - decay) ** np.asarray(step, np.float64)
+
+
+def rune_reward(mean: np.ndarray, std: np.ndarray, beta0: float, decay: float, step) -> np.ndarray:
+    """RUNE's reward r̂_mean + β_t · r̂_std, elementwise; ``step`` broadcasts against mean/std (e.g. (T, N))."""
+    return (mean + rune_beta(beta0, decay, step) * std).astype(np.float32)
