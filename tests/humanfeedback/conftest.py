@@ -3,63 +3,13 @@ server subprocess, and Debian's Chromium for the browser tests."""
 
 from __future__ import annotations
 
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
+from feedback_testutil import CHROMIUM, TOKEN, encode_clip, moving_square  # also puts our code on sys.path
 
-REPO = Path(__file__).resolve().parents[2]
-for p in (REPO / "humanFeedback", REPO / "framework"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from feedback_server import create_app  # noqa: E402
-
-from rlhf.feedback_client import FeedbackServerProcess, start_feedback_server  # noqa: E402
-
-TOKEN = "test-token-0123456789abcdef"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-
-def encode_clip(frames: np.ndarray, fps: int = 15, codec: str = "libvpx-vp9") -> bytes:
-    """(T, H, W, 3) uint8 frames -> the bytes of a VP9 WebM (or H.264 MP4 with codec="libx264")."""
-    import imageio.v2 as iio
-
-    suffix = ".mp4" if codec == "libx264" else ".webm"
-    fast = (
-        ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
-        if codec == "libvpx-vp9"
-        else ["-preset", "ultrafast"]
-    )
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / f"clip{suffix}"
-        w = iio.get_writer(
-            path, format="FFMPEG", fps=fps, codec=codec, macro_block_size=1, pixelformat="yuv420p", output_params=fast
-        )
-        for f in frames:
-            w.append_data(f)
-        w.close()
-        return path.read_bytes()
-
-
-def moving_square(color: tuple[int, int, int], n: int = 30, size: int = 96, speed: int = 3) -> np.ndarray:
-    frames = np.zeros((n, size, size, 3), np.uint8)
-    frames[:] = color
-    for i in range(n):
-        y = (i * speed) % (size - 12)
-        frames[i, y : y + 12, 20:44] = 255
-    return frames
+from rlhf.feedback_client import FeedbackServerProcess, start_feedback_server
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +35,8 @@ def mp4_clip() -> bytes:
 
 @pytest.fixture
 def app(tmp_path: Path):
+    from feedback_server import create_app
+
     app = create_app(tmp_path / "data", token=TOKEN, lease_seconds=120, max_upload_bytes=2 * 1024 * 1024)
     yield app
     app.extensions["feedback_store"].close()

@@ -8,8 +8,8 @@ import json
 import os
 
 import pytest
-from conftest import TOKEN
 from feedback_server import create_app
+from feedback_testutil import TOKEN
 
 RUN = {"run_id": "hopper-s1", "instruction": "make the hopper hop forward", "env_id": "Hopper-v5"}
 

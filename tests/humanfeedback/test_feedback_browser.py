@@ -8,7 +8,7 @@ import struct
 import time
 
 import pytest
-from conftest import CHROMIUM_ARGS, TOKEN
+from feedback_testutil import CHROMIUM_ARGS, TOKEN
 
 from rlhf.feedback_client import LabelLog
 

@@ -6,8 +6,8 @@ import json
 from urllib.parse import quote
 
 import pytest
-from conftest import TOKEN
 from feedback_server import create_app
+from feedback_testutil import TOKEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import REPO, TOKEN
+from feedback_testutil import REPO, TOKEN
 
 from rlhf.feedback_client import (
     FeedbackClient,
