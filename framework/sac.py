@@ -127,7 +127,7 @@ def main(args: Args) -> dict[str, float]:
             if step >= args.learning_starts:
                 batch = rb.sample_any(args.batch_size, rng)
                 t = {k: torch.as_tensor(v, device=device, dtype=torch.float32) for k, v in batch.items()}
-                train_metrics = agent.update(
+                train_metrics |= agent.update(
                     t["obs"], t["actions"], t["true_rewards"], t["next_obs"], t["terminated"], step
                 )
 

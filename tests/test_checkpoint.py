@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from rlhf.checkpoint import CheckpointError, load_state, restore_rng_state, rng_state, save_state
 
 
@@ -20,8 +21,19 @@ def make_state():
 def test_round_trip_is_bit_exact(tmp_path):
     net, opt, gen = make_state()
     arrays = {"obs": np.arange(12, dtype=np.float32).reshape(3, 4), "flags": np.array([True, False])}
-    save_state(tmp_path / "ckpt", {"net": net.state_dict(), "opt": opt.state_dict(), "rng": rng_state({"g": gen}),
-                                   "step": 42, "data": arrays, "name": "x", "none": None, "pair": (1, 2.5)})
+    save_state(
+        tmp_path / "ckpt",
+        {
+            "net": net.state_dict(),
+            "opt": opt.state_dict(),
+            "rng": rng_state({"g": gen}),
+            "step": 42,
+            "data": arrays,
+            "name": "x",
+            "none": None,
+            "pair": (1, 2.5),
+        },
+    )
     state = load_state(tmp_path / "ckpt")
     for k, v in net.state_dict().items():
         assert torch.equal(state["net"][k], v)

@@ -1,5 +1,6 @@
 import numpy as np
 import torch
+
 from rlhf.exploration import RunningStd, knn_distance, state_entropy_reward
 
 

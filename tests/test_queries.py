@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from rlhf.queries import binary_entropy, select_queries, select_top, selection_scores
 from rlhf.replay import ReplayBuffer
 from rlhf.reward_model import RewardEnsemble
@@ -31,8 +32,17 @@ def test_entropy_picks_pairs_nearest_the_decision_boundary():
 def filled_buffer(n=500, episode_len=50):
     rb = ReplayBuffer(1000, 3, 2, 4)
     for i in range(n):
-        rb.add(np.full(3, i), np.zeros(2), np.full(3, i + 1), 1.0, False, (i + 1) % episode_len == 0,
-               i // episode_len, i % episode_len, np.zeros(4))
+        rb.add(
+            np.full(3, i),
+            np.zeros(2),
+            np.full(3, i + 1),
+            1.0,
+            False,
+            (i + 1) % episode_len == 0,
+            i // episode_len,
+            i % episode_len,
+            np.zeros(4),
+        )
     return rb
 
 

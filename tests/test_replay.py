@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from rlhf.replay import ReplayBuffer
 
 
@@ -11,8 +12,17 @@ def fill(rb, episodes):
     for ep, (length, terminated) in enumerate(episodes):
         for t in range(length):
             last = t == length - 1
-            rb.add(np.full(3, i), np.full(2, i), np.full(3, i + 1), 1.0, last and terminated,
-                   last and not terminated, ep, t, np.full(4, i))
+            rb.add(
+                np.full(3, i),
+                np.full(2, i),
+                np.full(3, i + 1),
+                1.0,
+                last and terminated,
+                last and not terminated,
+                ep,
+                t,
+                np.full(4, i),
+            )
             i += 1
     return rb
 

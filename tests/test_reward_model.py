@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+
 from rlhf.preferences import PreferenceDataset
 from rlhf.reward_model import RewardEnsemble, bradley_terry_loss, predict_logits, predict_rewards, segment_returns
 from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble
@@ -49,6 +50,7 @@ def test_logits_are_batched_over_pairs_and_members(rng):
 
 def scripted_dataset(rng, n, length=10, obs_dim=4):
     """Pairs labelled by a scripted reward r(s, a) = s_0 - |a_0| (a perfectly rational teacher)."""
+
     def segs():
         obs = rng.normal(size=(n, length, obs_dim)).astype(np.float32)
         act = rng.uniform(-1, 1, size=(n, length, 1)).astype(np.float32)
@@ -82,8 +84,9 @@ def test_batch_strategies_and_early_stop(rng):
         data = PreferenceDataset(10, 4, 1, 1)
         data.add(a, b, labels, 0, 0.0, rng)
         ens = RewardEnsemble(4, 1, members=2, hidden_dim=32, hidden_layers=2)
-        cfg = RewardTrainingConfig(epochs=200, batch_strategy=strategy, minibatch_size=16, batch_size=32,
-                                   early_stop_accuracy=0.95)
+        cfg = RewardTrainingConfig(
+            epochs=200, batch_strategy=strategy, minibatch_size=16, batch_size=32, early_stop_accuracy=0.95
+        )
         metrics = train_reward_ensemble(ens, torch.optim.Adam(ens.parameters(), lr=3e-3), data, cfg, rng)
         assert metrics["epochs"] < 200 and metrics["train_accuracy"] >= 0.9, (strategy, metrics)
 

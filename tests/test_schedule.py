@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from rlhf.schedule import session_steps
 
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DM_CONTROL_ID = re.compile(r"^dm_control/(?P<domain>[a-z_0-9]+)-(?P<task>[a-z_0-9]+)-v0$")
+# Suite tasks are dm_control/<domain>-<task>-v0; manipulation tasks dm_control/<task>_features-v0. The *_vision
+# manipulation variants observe pixels, which this state-based framework does not learn from.
+DM_CONTROL_ID = re.compile(r"^dm_control/(?!.*_vision-v0$)[a-z_0-9-]+-v0$")
 
 
 def configure_headless_rendering(render_mode: str = "") -> None:

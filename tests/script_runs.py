@@ -1,0 +1,48 @@
+"""Tiny but complete runs of the algorithm scripts, shared by the smoke tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tyro
+
+# Budgets that pass through every branch: random actions, exploration updates, the exploration checkpoint,
+# several feedback sessions (reward training + relabel), SAC updates, logging, evaluation, the final checkpoint.
+TINY_SAC_RLHF = {
+    "--total-timesteps": 900,
+    "--total-explore-steps": 300,
+    "--explore-learning-starts": 100,
+    "--learning-starts": 300,
+    "--teacher-feedback-total-queries": 15,
+    "--teacher-feedback-num-queries-per-session": 5,
+    "--trajectory-length": 16,
+    "--batch-size": 32,
+    "--explore-batch-size": 32,
+    "--actor-and-q-net-hidden-dim": 32,
+    "--reward-net-hidden-dim": 32,
+    "--teacher-update-epochs": 5,
+    "--evaluation-frequency": 450,
+    "--evaluation-episodes": 1,
+    "--log-frequency": 100,
+}
+
+
+def argv(base: dict, runs_dir: Path, *extra: str, **overrides) -> list[str]:
+    flags = {**base, **{f"--{k.replace('_', '-')}": v for k, v in overrides.items()}}
+    out = ["--runs-dir", str(runs_dir), "--no-progress-bar", "--log-level", "WARNING"]
+    for k, v in flags.items():
+        out += [k, str(v)]
+    return out + list(extra)
+
+
+def run_in_process(module, args: list[str]) -> dict:
+    return module.main(tyro.cli(module.Args, args=args))
+
+
+def scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """All TensorBoard scalars of a run: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}

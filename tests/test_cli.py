@@ -1,0 +1,64 @@
+"""The scripts as a user runs them: by path, from the repo root and from framework/, with bad input."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import FRAMEWORK, REPO_ROOT
+from script_runs import TINY_SAC_RLHF, argv
+
+
+def run(args, cwd, timeout=300):
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_runs_from_the_repo_root_and_from_framework(tmp_path):
+    flags = argv(TINY_SAC_RLHF, tmp_path, total_timesteps=500, evaluation_frequency=500, threads=1)
+    root = run(["framework/sac_rlhf.py", *flags], cwd=REPO_ROOT)
+    assert root.returncode == 0, root.stderr[-3000:]
+    inside = run(["sac_rlhf.py", *flags, "--seed", "2"], cwd=FRAMEWORK)
+    assert inside.returncode == 0, inside.stderr[-3000:]
+    assert len(list(tmp_path.glob("Hopper-v5__sac_rlhf__*"))) == 2
+
+
+def test_help_documents_every_flag():
+    out = run(["framework/sac_rlhf.py", "-h"], cwd=REPO_ROOT, timeout=60)
+    assert out.returncode == 0
+    for flag in (
+        "--teacher-feedback-total-queries",
+        "--preference-sampling",
+        "--no-autotune",
+        "--teacher-sim-preset",
+        "--no-unsupervised-exploration",
+        "--trajectory-length",
+        "--reward-net-ensemble-size",
+    ):
+        assert flag in out.stdout
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--env-id", "Hoper-v5"], "Did you mean Hopper-v5"),
+        (["--trajectory-length", "5000"], "longer than Hopper-v5's episodes"),
+        (["--teacher-feedback-num-queries-per-session", "50", "--teacher-feedback-total-queries", "20"], "exceeds"),
+        (["--teacher-feedback-total-queries", "-5"], "must be >= 0"),
+        (["--total-timesteps", "-1"], "must be positive"),
+        (["--total-explore-steps", "2000", "--total-timesteps", "1000"], "leaves no steps"),
+        (["--capture-video", "--render-mode", "human"], "cannot be used together"),
+        (["--pref-buffer-size-sessions", "some"], "'all' or a positive integer"),
+        (["--preference-sampling", "random"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_a_clear_error_before_training(tmp_path, flags, message):
+    out = run(["framework/sac_rlhf.py", "--runs-dir", str(tmp_path), *flags], cwd=REPO_ROOT, timeout=120)
+    assert out.returncode != 0
+    assert message in out.stderr + out.stdout
+    assert not list(tmp_path.iterdir())  # nothing was started
