@@ -304,7 +304,7 @@ def main(args: Args) -> dict[str, float]:
                     t = {k: torch.as_tensor(v, device=device, dtype=torch.float32) for k, v in batch.items()}
                     visited = torch.as_tensor(rb.next_obs[: rb.size], device=device)
                     r_int = state_entropy_reward(t["next_obs"], visited, explore_norm)
-                    train_metrics = agent.update(t["obs"], t["actions"], r_int, t["next_obs"], t["terminated"], step)
+                    train_metrics |= agent.update(t["obs"], t["actions"], r_int, t["next_obs"], t["terminated"], step)
                 if step + 1 == explore_steps:
                     exploration_dir = run_dir / "exploration"
                     save_state(exploration_dir / "agent", {"agent": agent.state_dict(), "step": step + 1})
@@ -355,7 +355,7 @@ def main(args: Args) -> dict[str, float]:
                     rewards = t["reward_mean"]
                     if args.rune:  # RUNE: beta_t = beta_0 (1 - rho)^t, t = the step at which it is applied
                         rewards = rewards + args.rune_beta * (1 - args.rune_beta_decay) ** step * t["reward_std"]
-                    train_metrics = agent.update(t["obs"], t["actions"], rewards, t["next_obs"], t["terminated"], step)
+                    train_metrics |= agent.update(t["obs"], t["actions"], rewards, t["next_obs"], t["terminated"], step)
 
             # (5) logging, evaluation, early stopping
             if (step + 1) % args.log_frequency == 0:
