@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from feedback_testutil import CHROMIUM, TOKEN, encode_clip, moving_square  # also puts our code on sys.path
 
 from rlhf.feedback_client import FeedbackServerProcess, start_feedback_server
+
+from .feedback_testutil import CHROMIUM, TOKEN, encode_clip, moving_square  # also puts our code on sys.path
 
 
 @pytest.fixture(scope="session")

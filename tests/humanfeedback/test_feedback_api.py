@@ -9,7 +9,8 @@ import os
 
 import pytest
 from feedback_server import create_app
-from feedback_testutil import TOKEN
+
+from .feedback_testutil import TOKEN
 
 RUN = {"run_id": "hopper-s1", "instruction": "make the hopper hop forward", "env_id": "Hopper-v5"}
 

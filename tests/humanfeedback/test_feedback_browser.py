@@ -8,9 +8,10 @@ import struct
 import time
 
 import pytest
-from feedback_testutil import CHROMIUM_ARGS, TOKEN
 
 from rlhf.feedback_client import LabelLog
+
+from .feedback_testutil import CHROMIUM_ARGS, TOKEN
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 

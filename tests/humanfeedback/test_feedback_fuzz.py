@@ -7,9 +7,10 @@ from urllib.parse import quote
 
 import pytest
 from feedback_server import create_app
-from feedback_testutil import TOKEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from .feedback_testutil import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FIELDS = ["run_id", "instruction", "env_id", "meta", "labeller", "query_id", "choice", "wait", "x"]

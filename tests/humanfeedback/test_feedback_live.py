@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from feedback_testutil import REPO, TOKEN
 
 from rlhf.feedback_client import (
     FeedbackClient,
@@ -25,6 +24,8 @@ from rlhf.feedback_client import (
     LabelLog,
     start_feedback_server,
 )
+
+from .feedback_testutil import REPO, TOKEN
 
 SERVER = REPO / "humanFeedback" / "feedback_server.py"
 CHOICE_LABEL = {"A": 0.0, "B": 1.0, "equal": 0.5}
