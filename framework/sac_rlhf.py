@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,9 @@ from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.exploration import RunningStd, state_entropy_reward
 from rlhf.feedback import FeedbackStats, SessionConfig, SimulatedAnswers, feedback_session, pearson
 from rlhf.preferences import PreferenceDataset
+from rlhf.queries import select_from_reward_cache
 from rlhf.replay import ReplayBuffer
-from rlhf.reward_model import RewardEnsemble, predict_rewards
+from rlhf.reward_model import RewardEnsemble, predict_member_rewards
 from rlhf.reward_training import RewardTrainingConfig
 from rlhf.schedule import session_steps
 from rlhf.surf import Surf, check_surf_args, surf_config
@@ -181,7 +183,9 @@ def main(args: Args) -> dict[str, float]:
             args.reward_net_dropout,
         ).to(device)
         reward_optimizer = torch.optim.Adam(ensemble.parameters(), lr=args.teacher_learning_rate)
-        rb = ReplayBuffer(args.buffer_size, info.obs_dim, info.act_dim, info.physics_state_dim)
+        rb = ReplayBuffer(
+            args.buffer_size, info.obs_dim, info.act_dim, info.physics_state_dim, args.reward_net_ensemble_size
+        )
         prefs = PreferenceDataset(H, info.obs_dim, info.act_dim, info.physics_state_dim)
         teacher = SimulatedAnswers(
             SimulatedTeacher.from_preset(
@@ -212,7 +216,7 @@ def main(args: Args) -> dict[str, float]:
         surf = Surf(surf_config(args), H) if args.surf else None
 
         def reward_fn(obs: np.ndarray, actions: np.ndarray):
-            return predict_rewards(ensemble, obs, actions)
+            return predict_member_rewards(ensemble, obs, actions)
 
         start_step = 0
         if args.exploration_load:
@@ -314,6 +318,7 @@ def main(args: Args) -> dict[str, float]:
                 # (3) feedback session on the schedule
                 if next_session < len(sessions) and step >= sessions[next_session]:
                     t0 = time.time()
+                    rb.relabel_pending(reward_fn)
                     labelled = len(prefs) + args.teacher_feedback_num_queries_per_session
                     hooks = surf.prepare(rb, ensemble, labelled, rng_queries) if surf else {}  # SURF's two hooks
                     metrics = feedback_session(
@@ -326,14 +331,15 @@ def main(args: Args) -> dict[str, float]:
                         next_session,
                         session_cfg,
                         rng_queries,
+                        selector=partial(select_from_reward_cache, rb),  # scores the pool from r̂ cached in rb
                         **hooks,
                     )
                     if surf:
                         metrics["reward_model/surf_confident_fraction"] = surf.last_confident_fraction
                     rb.relabel(reward_fn)
-                    recent = slice(max(0, rb.size - 10_000), rb.size) if rb.size < rb.capacity else slice(None)
-                    metrics["reward_model/pearson"] = pearson(rb.reward_mean[recent], rb.true_rewards[recent])
-                    metrics["reward_model/ensemble_std"] = float(rb.reward_std[recent].mean())
+                    true_recent, learned_recent = rb.recent(10_000)
+                    metrics["reward_model/pearson"] = pearson(learned_recent.mean(1), true_recent)
+                    metrics["reward_model/ensemble_std"] = float(learned_recent.std(1).mean())
                     metrics["feedback/session_seconds"] = time.time() - t0
                     if next_session == 0 and explore_steps:
                         agent.reset_critics()  # its Q estimated the intrinsic reward (PEBBLE)

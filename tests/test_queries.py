@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf.queries import binary_entropy, select_queries, select_top, selection_scores
+from rlhf.queries import binary_entropy, select_from_reward_cache, select_queries, select_top, selection_scores
 from rlhf.replay import ReplayBuffer
-from rlhf.reward_model import RewardEnsemble
+from rlhf.reward_model import RewardEnsemble, predict_logits, predict_member_rewards
 
 
 def test_entropy_closed_form():
@@ -73,3 +73,24 @@ def test_disagreement_selection_beats_random_on_a_handmade_ensemble(rng):
     a, b = select_queries(rb, ens, num_queries=10, pool_size=200, length=10, strategy="disagree", rng=rng)
     involved = (a.obs[:, 0, 0] >= 400) ^ (b.obs[:, 0, 0] >= 400)
     assert involved.all()
+
+
+@pytest.mark.parametrize("strategy", ["disagree", "entropy"])
+def test_selection_from_the_reward_cache_equals_evaluating_the_networks(strategy):
+    torch.manual_seed(0)
+    rb = ReplayBuffer(1000, 3, 2, 4, reward_members=3)
+    src = filled_buffer()
+    rb.load_state_dict({**src.state_dict(), "member_rewards": np.zeros((500, 3), np.float32)})
+    rb.obs[:500] = np.random.default_rng(1).normal(size=(500, 3))  # varied states, so members disagree
+    ens = RewardEnsemble(3, 2, members=3, hidden_dim=16, hidden_layers=1)
+    rb.relabel(lambda o, a: predict_member_rewards(ens, o, a))
+    a, b = select_from_reward_cache(rb, 8, 200, 10, strategy, np.random.default_rng(5))
+    # the same pool scored by the networks: rebuild it with the same random draws
+    starts, last = rb.segment_starts(10)
+    g = np.random.default_rng(5)
+    pa, pb = g.integers(0, len(starts), size=200), g.integers(0, len(starts), size=200)
+    pool_a, pool_b = rb.segments(starts[pa], last[pa], 10), rb.segments(starts[pb], last[pb], 10)
+    logits = predict_logits(ens, pool_a.obs, pool_a.actions, pool_a.mask, pool_b.obs, pool_b.actions, pool_b.mask)
+    keep = select_top(torch.sigmoid(logits), 8, strategy)
+    np.testing.assert_array_equal(a.obs, pool_a.obs[keep])
+    np.testing.assert_array_equal(b.obs, pool_b.obs[keep])

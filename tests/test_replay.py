@@ -58,9 +58,9 @@ def test_wrapped_buffer_ignores_partly_overwritten_episode_starts():
 
 def test_relabel_touches_only_the_learned_reward(rng):
     rb = fill(ReplayBuffer(50, 3, 2, 4), [(20, True), (10, False)])
-    before = {k: v.copy() for k, v in rb.state_dict().items() if k not in ("reward_mean", "reward_std", "counters")}
-    rb.relabel(lambda o, a: (o[:, 0] * 2, np.ones(len(o))), chunk_size=7)
-    np.testing.assert_array_equal(rb.reward_mean[:30], np.arange(30) * 2)
+    before = {k: v.copy() for k, v in rb.state_dict().items() if k not in ("member_rewards", "counters")}
+    rb.relabel(lambda o, a: o[:, :1] * 2, chunk_size=7)
+    np.testing.assert_array_equal(rb.member_rewards[:30, 0], np.arange(30) * 2)
     after = rb.state_dict()
     for k, v in before.items():
         np.testing.assert_array_equal(after[k], v)
@@ -68,14 +68,14 @@ def test_relabel_touches_only_the_learned_reward(rng):
 
 def test_pending_transitions_are_not_sampled_until_relabelled(rng):
     rb = fill(ReplayBuffer(50, 3, 2, 4), [(20, True)])
-    rb.relabel(lambda o, a: (np.ones(len(o)), np.zeros(len(o))))
+    rb.relabel(lambda o, a: np.ones((len(o), 1)))
     fill_more = [(5, False)]
     for t in range(5):
         rb.add(np.full(3, 100 + t), np.zeros(2), np.zeros(3), 0.0, False, t == 4, 9, t, np.zeros(4))
     assert rb.pending == 5 and len(fill_more) == 1
     assert (rb.sample(500, rng)["obs"][:, 0] < 100).all()
-    rb.relabel_pending(lambda o, a: (np.full(len(o), 7.0), np.zeros(len(o))))
-    assert rb.pending == 0 and (rb.reward_mean[20:25] == 7.0).all() and (rb.reward_mean[:20] == 1.0).all()
+    rb.relabel_pending(lambda o, a: np.full((len(o), 1), 7.0))
+    assert rb.pending == 0 and (rb.member_rewards[20:25] == 7.0).all() and (rb.member_rewards[:20] == 1.0).all()
     assert (rb.sample(2000, rng)["obs"][:, 0] >= 100).any()
 
 
@@ -88,3 +88,13 @@ def test_state_dict_round_trip_keeps_order_after_wrapping():
     assert rb2.size == 20 and rb2.obs[:20, 0].tolist() == list(range(7, 27))
     with pytest.raises(ValueError, match="shape"):
         ReplayBuffer(30, 5, 2, 4).load_state_dict(state)
+
+
+def test_sampled_rewards_are_the_member_mean_and_std(rng):
+    rb = fill(ReplayBuffer(50, 3, 2, 4, reward_members=3), [(20, True)])
+    rb.relabel(lambda o, a: np.stack([o[:, 0], o[:, 0] + 1, o[:, 0] + 2], 1))
+    batch = rb.sample(64, rng)
+    np.testing.assert_allclose(batch["reward_mean"], batch["obs"][:, 0] + 1)
+    np.testing.assert_allclose(batch["reward_std"], np.sqrt(2 / 3), rtol=1e-6)
+    true, members = rb.recent(5)
+    assert true.shape == (5,) and members[:, 0].tolist() == [15, 16, 17, 18, 19]

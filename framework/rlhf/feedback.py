@@ -5,6 +5,7 @@ script, because the replay buffer (SAC) and the rollout buffer (PPO) differ.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,6 +18,9 @@ from rlhf.replay import ReplayBuffer
 from rlhf.reward_model import RewardEnsemble
 from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble
 from rlhf.segments import Segments
+
+# (num_queries, pool_size, segment_length, strategy, rng) -> (segments A, segments B)
+Selector = Callable[[int, int, int, Strategy, np.random.Generator], tuple[Segments, Segments]]
 
 
 class Teacher(Protocol):
@@ -87,12 +91,19 @@ def feedback_session(
     session: int,
     cfg: SessionConfig,
     rng: np.random.Generator,
+    selector: Selector | None = None,
     **train_hooks,
 ) -> dict[str, float]:
-    """Select, ask, store, train. Returns reward-model metrics (``reward_model/*``)."""
-    seg_a, seg_b = select_queries(
-        buffer, ensemble, cfg.num_queries, cfg.num_queries * cfg.pool_multiplier, cfg.segment_length, cfg.strategy, rng
-    )
+    """Select, ask, store, train. Returns reward-model metrics (``reward_model/*``).
+
+    ``selector`` replaces the default selection (which evaluates the ensemble on the candidate pool), e.g. by
+    :func:`rlhf.queries.select_from_reward_cache` for a freshly relabelled replay buffer.
+    """
+    pool = cfg.num_queries * cfg.pool_multiplier
+    if selector is None:
+        seg_a, seg_b = select_queries(buffer, ensemble, cfg.num_queries, pool, cfg.segment_length, cfg.strategy, rng)
+    else:
+        seg_a, seg_b = selector(cfg.num_queries, pool, cfg.segment_length, cfg.strategy, rng)
     labels = teacher.answer(seg_a, seg_b, session)
     add_labels(prefs, stats, seg_a, seg_b, labels, session, cfg, rng)
     metrics = train_reward_ensemble(ensemble, optimizer, prefs, cfg.training, rng, **train_hooks)

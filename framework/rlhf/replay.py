@@ -1,8 +1,10 @@
 """Replay buffer that keeps the true reward, episode structure and render state of every transition.
 
-The learned reward is never baked in: ``reward_mean``/``reward_std`` are relabelled in bulk after each reward
-update and, for transitions added since, in small chunks (:meth:`ReplayBuffer.relabel_pending`). Until a new
-transition is relabelled it is not sampled for SAC updates, so no per-step reward inference is needed.
+The learned reward is never baked in: each ensemble member's r̂ (``member_rewards``) is relabelled in bulk after
+each reward update and, for transitions added since, in small chunks (:meth:`ReplayBuffer.relabel_pending`).
+Until a new transition is relabelled it is not sampled for SAC updates, so no per-step reward inference is
+needed. Keeping every member's reward (not only the mean) gives RUNE its std per sampled batch and lets query
+selection score thousands of candidate segments from this cache instead of running the networks again.
 ``terminated`` stops bootstrapping, ``truncated`` (time limit) does not; reset steps are never stored.
 """
 
@@ -14,15 +16,14 @@ import numpy as np
 
 from rlhf.segments import Segments
 
-RewardFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # (obs, act) -> (mean, std), (n,)
+RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (obs (n, o), act (n, a)) -> member rewards (n, M)
 
 _ARRAYS = (
     "obs",
     "next_obs",
     "actions",
     "true_rewards",
-    "reward_mean",
-    "reward_std",
+    "member_rewards",
     "terminated",
     "truncated",
     "episode_id",
@@ -32,14 +33,13 @@ _ARRAYS = (
 
 
 class ReplayBuffer:
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, state_dim: int):
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, state_dim: int, reward_members: int = 1):
         self.capacity = int(capacity)
         self.obs = np.zeros((capacity, obs_dim), np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), np.float32)
         self.actions = np.zeros((capacity, act_dim), np.float32)
         self.true_rewards = np.zeros(capacity, np.float32)
-        self.reward_mean = np.zeros(capacity, np.float32)  # learned reward, ensemble mean
-        self.reward_std = np.zeros(capacity, np.float32)  # ensemble std, for RUNE's bonus
+        self.member_rewards = np.zeros((capacity, reward_members), np.float32)  # r̂_m(s, a) of each member
         self.terminated = np.zeros(capacity, bool)
         self.truncated = np.zeros(capacity, bool)
         self.episode_id = np.zeros(capacity, np.int64)
@@ -87,9 +87,7 @@ class ReplayBuffer:
         for start in range(0, n, chunk_size):
             stop = min(start + chunk_size, n)
             sel = slice(start, stop) if idx is None else idx[start:stop]
-            mean, std = reward_fn(self.obs[sel], self.actions[sel])
-            self.reward_mean[sel] = mean
-            self.reward_std[sel] = std
+            self.member_rewards[sel] = reward_fn(self.obs[sel], self.actions[sel])
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """A uniform batch from the transitions whose learned reward is up to date."""
@@ -98,12 +96,13 @@ class ReplayBuffer:
             raise RuntimeError("no relabelled transitions to sample; relabel the buffer first")
         start = self.pos if self.size == self.capacity else 0
         idx = (start + rng.integers(0, ready, size=batch_size)) % self.capacity
+        members = self.member_rewards[idx]  # (B, M)
         return {
             "obs": self.obs[idx],
             "actions": self.actions[idx],
             "next_obs": self.next_obs[idx],
-            "reward_mean": self.reward_mean[idx],
-            "reward_std": self.reward_std[idx],
+            "reward_mean": members.mean(1),
+            "reward_std": members.std(1),
             "true_rewards": self.true_rewards[idx],
             "terminated": self.terminated[idx],
         }
@@ -155,6 +154,19 @@ class ReplayBuffer:
             mask=mask,
             physics_states=self.physics_states[phys],
         )
+
+    def segment_member_returns(self, starts: np.ndarray, last: np.ndarray, length: int) -> np.ndarray:
+        """(M, n) per-member learned returns of segments, from the cached member rewards (padding counts 0)."""
+        order = self.chronological()
+        steps = starts[:, None] + np.arange(length)[None, :]  # (n, H)
+        mask = steps <= last[:, None]
+        rewards = self.member_rewards[order[np.minimum(steps, last[:, None])]]  # (n, H, M)
+        return np.einsum("nhm,nh->mn", rewards, mask.astype(np.float32))
+
+    def recent(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """True rewards (k,) and member rewards (k, M) of the newest k = min(n, size) relabelled transitions."""
+        order = self.chronological()[: self.size - self.pending][-n:]
+        return self.true_rewards[order], self.member_rewards[order]
 
     def sample_segments(self, n: int, length: int, rng: np.random.Generator) -> Segments:
         starts, last = self.segment_starts(length)

@@ -106,3 +106,13 @@ def predict_rewards(ensemble: RewardEnsemble, obs: np.ndarray, actions: np.ndarr
     ensemble.train(was_training)
     std = r.std(0, unbiased=False) if len(ensemble) > 1 else torch.zeros_like(r[0])
     return r.mean(0).cpu().numpy(), std.cpu().numpy()
+
+
+@torch.inference_mode()
+def predict_member_rewards(ensemble: RewardEnsemble, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Every member's r̂ for a batch of transitions: (n, ·) -> (n, M). Used to relabel the replay buffer."""
+    was_training = ensemble.training
+    ensemble.eval()
+    r = ensemble(_as_tensor(obs, ensemble.device), _as_tensor(actions, ensemble.device))  # (M, n)
+    ensemble.train(was_training)
+    return r.T.cpu().numpy()
