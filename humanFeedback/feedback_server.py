@@ -177,7 +177,9 @@ def create_app(
             return None
         # Browsers say where a request comes from; refuse anything a foreign page made us do.
         site = request.headers.get("Sec-Fetch-Site")
-        if site is not None and site not in ("same-origin", "none"):
+        # Following a link to the page from elsewhere (chat, mail) is fine: a GET navigation changes nothing.
+        navigation = request.method in ("GET", "HEAD") and request.headers.get("Sec-Fetch-Mode") == "navigate"
+        if site is not None and site not in ("same-origin", "none") and not navigation:
             return _error(403, "cross_site", "cross-site requests are not allowed")
         origin = request.headers.get("Origin")
         if origin is not None and request.method not in ("GET", "HEAD") and origin != request.host_url.rstrip("/"):

@@ -116,6 +116,8 @@
     $("n-pending").textContent = p.pending;
     $("n-leased").textContent = p.leased;
     $("n-mine").textContent = p.mine;
+    // The tab title shows what is waiting, so a labeller sees it from another tab.
+    document.title = (p.pending > 0 ? `(${p.pending}) ` : "") + "CleanRLHF · Which clip is better?";
     const bar = $("progress-bar");
     bar.max = Math.max(p.total, 1);
     bar.value = p.labelled + p.skipped;

@@ -95,6 +95,12 @@ def test_cross_site_requests_refused(client, auth):
     assert_json_error(r, 403)
     r = client.get("/api/health", headers={**auth, "Sec-Fetch-Site": "cross-site"})
     assert_json_error(r, 403)
+    # Following a link to the page from another site (chat, mail) works; fetching from another site does not.
+    nav = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    assert client.get(f"/?token={TOKEN}", headers=nav).status_code == 200
+    assert_json_error(client.post("/api/claim", json={"labeller": "ann"}, headers={**auth, **nav}), 403)
+    r = client.get("/api/health", headers={**auth, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"})
+    assert_json_error(r, 403)
     # Same-origin requests from the page pass.
     r = client.post(
         "/api/claim",

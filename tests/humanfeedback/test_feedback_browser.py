@@ -117,9 +117,14 @@ def test_label_by_click_and_key_with_undo(browser, live_server, webm_clips):
     assert log.labels == {"q0": 0.0, "q1": 1.0, "q3": 1.0} and log.skipped == {"q2"}
     assert {e.labeller for e in events} == {"Alice Tester"}
 
-    # A new session arriving while the page waits shows up by itself (long-poll, no reload).
+    # A new session arriving while the page waits shows up by itself (long-poll, no reload), with the opt-in beep.
+    page.click("details.settings summary")
+    page.check("#opt-sound")
+    assert page.title() == "CleanRLHF · Which clip is better?"
     trainer.upload_query("q4", 2, webm_clips[5], webm_clips[6])
     wait_for_query(page, "q4", timeout=10)
+    assert page.text_content("#status") == "New clip pairs arrived."
+    assert page.evaluate("() => localStorage.getItem('cleanrlhf.sound')") == "1"
     page.wait_for_function(BOTH_PLAYING, timeout=10_000)
     page.reload()  # the name is remembered, and the held query is resumed
     wait_for_query(page, "q4")
