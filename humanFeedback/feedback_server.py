@@ -223,7 +223,10 @@ def create_app(
     def _http_error(e: HTTPException) -> Response:
         resp = e.get_response()
         code = re.sub(r"\W+", "_", (e.name or "error").lower()).strip("_")
-        resp.set_data(json.dumps({"error": code, "message": e.description}))
+        message = e.description
+        if e.code == 413:
+            code, message = "too_large", f"the request is larger than {max_upload_bytes} bytes (--max-upload-mb)"
+        resp.set_data(json.dumps({"error": code, "message": message}))
         resp.content_type = "application/json"
         return resp
 

@@ -159,6 +159,8 @@ class Store:
                 raise RuntimeError(f"another feedback server is already using {self.data_dir}") from None
         self.lease_seconds = float(lease_seconds)
         self._clock = clock
+        for stale in self.clip_dir.glob(".tmp-*"):  # half-written clips of a killed server (never referenced)
+            stale.unlink(missing_ok=True)
         self._cond = threading.Condition(threading.Lock())
         self._closing = False
         # One connection shared by the server's threads; every use is under self._cond's lock.
@@ -276,14 +278,24 @@ class Store:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
-            dir_fd = os.open(self.clip_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            self._fsync_dir(self.clip_dir)
         with self._cond, self._tx() as db:
             db.execute("INSERT OR IGNORE INTO clips VALUES (?, ?, ?, ?)", (clip_id, mime, len(data), self._clock()))
         return clip_id
+
+    @staticmethod
+    def _fsync_dir(path: Path) -> None:
+        """Make a rename in ``path`` durable (POSIX; directories cannot be opened for fsync on Windows)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def clip_file(self, name: str) -> tuple[Path, str]:
         """The file and mime type of a stored clip named ``<sha256>.<ext>``; NotFound for anything else.

@@ -274,6 +274,7 @@ def start_feedback_server(
     data_dir: str | Path | None = None,
     token: str | None = None,
     lease_seconds: float | None = None,
+    max_upload_mb: float | None = None,
     log_path: str | Path | None = None,
     startup_timeout: float = 30.0,
     python: str = sys.executable,
@@ -294,6 +295,8 @@ def start_feedback_server(
     cmd = [python, str(SERVER_SCRIPT), "--host", host, "--port", str(port), "--data-dir", str(data)]
     if lease_seconds is not None:
         cmd += ["--lease-seconds", str(lease_seconds)]
+    if max_upload_mb is not None:
+        cmd += ["--max-upload-mb", str(max_upload_mb)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop(TOKEN_ENV, None)
     if token:

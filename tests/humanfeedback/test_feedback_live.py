@@ -320,3 +320,20 @@ def test_one_server_per_data_dir(live_server, tmp_path):
     )
     assert p.returncode == 1 and "already using" in p.stderr
     assert live_server.client("x").health()["status"] == "ok"
+
+
+def test_oversize_upload_over_a_socket(tmp_path, webm_clips):
+    """Through waitress, an oversize upload is refused with a 413 (JSON up to twice the limit) and stores nothing."""
+    with start_feedback_server(port=0, data_dir=tmp_path / "d", token=TOKEN, max_upload_mb=0.5) as server:
+        trainer = server.client("r", retries=0)
+        trainer.register_run("hop", "Hopper-v5")
+        big = webm_clips[0] + b"\0" * (700 * 1024)
+        with pytest.raises(FeedbackServerError) as e:
+            trainer.upload_query("q0", 1, big, webm_clips[1])
+        assert e.value.status == 413 and e.value.error == "too_large"
+        huge = webm_clips[0] + b"\0" * (2 * 1024 * 1024)
+        with pytest.raises((FeedbackServerError, FeedbackConnectionError)) as e2:
+            trainer.upload_query("q1", 1, huge, webm_clips[1])
+        assert isinstance(e2.value, FeedbackConnectionError) or e2.value.status == 413
+        assert trainer.status().total == 0
+        assert trainer.upload_query("q2", 1, webm_clips[0], webm_clips[1])["created"]
