@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -222,6 +222,40 @@ class FeedbackClient:
             if len(page) < 1000:
                 return out
             after = page[-1].seq
+
+    def wait_for(
+        self,
+        query_ids: Iterable[str],
+        log: LabelLog,
+        timeout: float | None = None,
+        on_progress: Callable[[LabelLog, int], None] | None = None,
+    ) -> bool:
+        """Long-poll the event log into ``log`` until every query in ``query_ids`` is answered (label or skip).
+
+        Never busy-waits: each request blocks on the server for up to 25 s. ``on_progress(log, n_missing)`` is
+        called after every batch of events and every empty poll (a place for a status line). Returns True when all
+        are answered, False when ``timeout`` seconds passed first (None: wait forever).
+        """
+        wanted = set(query_ids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            missing = sum(not log.answered(q) for q in wanted)
+            if on_progress is not None:
+                on_progress(log, missing)
+            if missing == 0:
+                return True
+            left = 25.0 if deadline is None else min(25.0, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            log.apply(self.events(after=log.last_seq, wait=left))
+
+    def is_up(self) -> bool:
+        """Whether a feedback server answers at this URL (one quick try, no retries)."""
+        try:
+            self._http.get(self.url + "/api/health", timeout=2.0).raise_for_status()
+            return True
+        except requests.RequestException:
+            return False
 
     def status(self) -> RunStatus:
         s = self._request("GET", f"/api/runs/{self.run_id}/status")

@@ -337,3 +337,29 @@ def test_oversize_upload_over_a_socket(tmp_path, webm_clips):
         assert isinstance(e2.value, FeedbackConnectionError) or e2.value.status == 413
         assert trainer.status().total == 0
         assert trainer.upload_query("q2", 1, webm_clips[0], webm_clips[1])["created"]
+
+
+def test_wait_for_answers_of_a_session(live_server, webm_clips):
+    trainer = live_server.client("sess")
+    trainer.register_run("hop", "Hopper-v5")
+    ids = upload_n(trainer, webm_clips, 3, session=4)
+    assert trainer.is_up() and not FeedbackClient("http://127.0.0.1:9", "x").is_up()
+    log = LabelLog()
+    t0 = time.monotonic()
+    assert trainer.wait_for(ids, log, timeout=0.3) is False  # nobody labels: the timeout policy applies
+    assert 0.25 < time.monotonic() - t0 < 2.0
+
+    def label_all():
+        ann = Labeller(live_server.url, "ann")
+        for choice in ["A", "skip", "equal"]:
+            time.sleep(0.1)
+            ann.answer(ann.claim(), choice)
+
+    t = threading.Thread(target=label_all)
+    t.start()
+    progress: list[int] = []
+    assert trainer.wait_for(ids, log, timeout=20, on_progress=lambda _log, missing: progress.append(missing))
+    t.join()
+    assert log.labels == {ids[0]: 0.0, ids[2]: 0.5} and log.skipped == {ids[1]}
+    assert progress[0] == 3 and progress[-1] == 0 and progress == sorted(progress, reverse=True)
+    assert len(progress) <= 5  # woken once per event batch, not polling
