@@ -22,6 +22,7 @@ import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, render_template, request, send_file
 from store import CHOICES, CLIP_MIMES, Store, StoreError, sniff_clip_mime
@@ -182,7 +183,8 @@ def create_app(
         if site is not None and site not in ("same-origin", "none") and not navigation:
             return _error(403, "cross_site", "cross-site requests are not allowed")
         origin = request.headers.get("Origin")
-        if origin is not None and request.method not in ("GET", "HEAD") and origin != request.host_url.rstrip("/"):
+        # Host part only: behind a TLS proxy the page is https:// while we see http://.
+        if origin is not None and request.method not in ("GET", "HEAD") and urlsplit(origin).netloc != request.host:
             return _error(403, "cross_origin", "cross-origin requests are not allowed")
         if token_bytes is None:
             if _host_name(request.host) not in hosts:

@@ -93,6 +93,11 @@ def test_security_headers_and_no_cors(client, auth):
 def test_cross_site_requests_refused(client, auth):
     r = client.post("/api/claim", json={"labeller": "ann"}, headers={**auth, "Origin": "http://evil.example"})
     assert_json_error(r, 403)
+    for origin in ["null", "http://localhost.evil.example", "http://evil.example/http://localhost"]:
+        r = client.post("/api/claim", json={"labeller": "ann"}, headers={**auth, "Origin": origin})
+        assert_json_error(r, 403)
+    r = client.post("/api/claim", json={"labeller": "ann"}, headers={**auth, "Origin": "https://localhost"})
+    assert r.status_code == 200  # the same host behind a TLS-terminating proxy
     r = client.get("/api/health", headers={**auth, "Sec-Fetch-Site": "cross-site"})
     assert_json_error(r, 403)
     # Following a link to the page from another site (chat, mail) works; fetching from another site does not.
