@@ -131,7 +131,7 @@ def take_screenshot(page_url: str, out: Path, chromium: str = "/usr/bin/chromium
             finally:
                 own.close()
         return
-    ctx = browser.new_context(viewport={"width": 1180, "height": 860}, device_scale_factor=1)
+    ctx = browser.new_context(viewport={"width": 1180, "height": 900}, device_scale_factor=1)
     try:
         ctx.add_init_script("localStorage.setItem('cleanrlhf.labeller', 'Ada')")
         page = ctx.new_page()

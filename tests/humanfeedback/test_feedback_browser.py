@@ -184,4 +184,4 @@ def test_screenshot_of_the_page(browser, live_server, tmp_path):
     png = out.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
-    assert (width, height) == (1180, 860) and len(png) > 20_000
+    assert (width, height) == (1180, 900) and len(png) > 20_000
