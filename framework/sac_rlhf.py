@@ -1,9 +1,10 @@
 """PEBBLE (Lee et al. 2021): SAC on a reward ensemble learned from a teacher's preferences between segments.
 
 Read top to bottom: flags, checks, set-up, then the loop: (1) unsupervised pre-exploration on a state-entropy
-reward, (2) acting with the policy, (3) feedback sessions on the schedule — select queries, ask the teacher,
-train the reward ensemble, relabel the replay buffer — (4) SAC updates on the learned reward (+ RUNE's bonus),
-(5) evaluation on the true return, early stopping, checkpoints.
+reward, (2) acting with the policy, (3) feedback sessions on the schedule — select queries, ask the teacher
+(simulated, or people in the browser), train the reward ensemble (+ SURF), relabel the replay buffer — (4) SAC
+updates on the learned reward (+ RUNE's bonus), (5) logging, evaluation on the true return, early stopping,
+checkpoints.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,20 +28,19 @@ from rlhf.config import (
     RuneArgs,
     SACArgs,
     SurfArgs,
-    parse_pref_buffer_sessions,
+    check_feedback_args,
 )
 from rlhf.envs import configure_headless_rendering, env_info, get_physics_state, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.exploration import RunningStd, state_entropy_reward
-from rlhf.feedback import FeedbackStats, SessionConfig, SimulatedAnswers, feedback_session, pearson
+from rlhf.feedback import FeedbackStats, learn_from_answers, pearson, session_config
 from rlhf.preferences import PreferenceDataset
 from rlhf.queries import select_from_reward_cache
 from rlhf.replay import ReplayBuffer
 from rlhf.reward_model import RewardEnsemble, predict_member_rewards
-from rlhf.reward_training import RewardTrainingConfig
 from rlhf.schedule import session_steps
 from rlhf.surf import Surf, check_surf_args, surf_config
-from rlhf.teacher import SimulatedTeacher
+from rlhf.teacher_factory import check_server_url, human_teacher, simulated_teacher
 from rlhf.tracking import (
     EpisodeWindow,
     ProgressBar,
@@ -52,6 +51,7 @@ from rlhf.tracking import (
     select_device,
     setup_logging,
 )
+from rlhf.video import EvaluationRecorder, QueryClipRecorder
 
 log = logging.getLogger("cleanrlhf")
 
@@ -63,68 +63,31 @@ class Args(SurfArgs, RuneArgs, ExplorationArgs, FeedbackArgs, SACArgs, GeneralAr
 
 def validate(args: Args) -> None:
     """Flag checks that need no environment; raise ValueError naming the flag."""
-    positive = [
-        "total_timesteps",
+    check_feedback_args(args)
+    check_surf_args(args)
+    for name in (
         "buffer_size",
         "batch_size",
-        "teacher_feedback_num_queries_per_session",
-        "trajectory_length",
-        "teacher_update_epochs",
-        "teacher_minibatch_size",
-        "teacher_feedback_batch_size",
-        "reward_net_ensemble_size",
-        "reward_net_hidden_dim",
-        "evaluation_frequency",
-        "evaluation_episodes",
-        "log_frequency",
-        "query_pool_multiplier",
         "explore_batch_size",
         "policy_frequency",
         "target_network_frequency",
         "actor_and_q_net_hidden_dim",
         "actor_and_q_net_hidden_layers",
-    ]
-    non_negative = [
-        "teacher_feedback_total_queries",
-        "total_explore_steps",
-        "learning_starts",
-        "explore_learning_starts",
-        "reward_net_hidden_layers",
-        "threads",
-    ]
-    for name in positive:
+    ):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in non_negative:
-        if getattr(args, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if args.teacher_feedback_num_queries_per_session > args.teacher_feedback_total_queries:
-        raise ValueError(
-            f"--teacher-feedback-num-queries-per-session ({args.teacher_feedback_num_queries_per_session})"
-            f" exceeds --teacher-feedback-total-queries ({args.teacher_feedback_total_queries})"
-        )
-    if not 0.0 <= args.reward_net_val_split < 1.0:
-        raise ValueError(f"--reward-net-val-split must be in [0, 1), got {args.reward_net_val_split}")
-    if not 0.0 <= args.reward_net_dropout < 1.0:
-        raise ValueError(f"--reward-net-dropout must be in [0, 1), got {args.reward_net_dropout}")
-    if args.capture_video and args.render_mode == "human":
-        raise ValueError("--capture-video and --render-mode human cannot be used together in one run")
-    if args.teacher_feedback_mode != "simulated":
-        raise ValueError("--teacher-feedback-mode human: the labelling server integration is not part of this build")
-    if args.exploration_load and not (args.path_to_replay_buffer and args.path_to_model):
-        raise ValueError("--exploration-load needs --path-to-replay-buffer and --path-to-model")
-    parse_pref_buffer_sessions(args.pref_buffer_size_sessions)
-    check_surf_args(args)
+    if args.learning_starts < 0 or args.explore_learning_starts < 0:
+        raise ValueError("--learning-starts and --explore-learning-starts must be >= 0")
     explore = args.total_explore_steps if args.unsupervised_exploration else 0
     if explore >= args.total_timesteps:
         raise ValueError(
             f"--total-explore-steps ({explore}) leaves no steps of --total-timesteps "
             f"({args.total_timesteps}) for learning from feedback"
         )
-    if max(explore, args.learning_starts) >= args.total_timesteps:
+    if args.learning_starts >= args.total_timesteps:
         raise ValueError(f"--learning-starts ({args.learning_starts}) must be below --total-timesteps")
-    if args.rune and not (args.rune_beta >= 0 and 0 <= args.rune_beta_decay < 1):
-        raise ValueError("--rune-beta must be >= 0 and --rune-beta-decay in [0, 1)")
+    if args.teacher_feedback_mode == "human":
+        check_server_url(args.feedback_server_url)
 
 
 def main(args: Args) -> dict[str, float]:
@@ -132,7 +95,6 @@ def main(args: Args) -> dict[str, float]:
     setup_logging(args.log_level)
     try:  # everything that can reject the flags runs before the run directory exists
         validate(args)
-        exp_name = args.exp_name or Path(__file__).stem
         env = make_env(args.env_id, seed=args.seed, render_mode="human" if args.render_mode == "human" else None)
         info = env_info(env)
         H = args.trajectory_length
@@ -141,17 +103,16 @@ def main(args: Args) -> dict[str, float]:
                 f"--trajectory-length {H} is longer than {args.env_id}'s episodes ({info.max_episode_steps} steps)"
             )
         explore_steps = args.total_explore_steps if args.unsupervised_exploration else 0
-        feedback_start = max(explore_steps, args.learning_starts)
         num_sessions = args.teacher_feedback_total_queries // args.teacher_feedback_num_queries_per_session
         sessions = session_steps(
             args.teacher_feedback_schedule,
-            feedback_start,
+            max(explore_steps, args.learning_starts),
             args.total_timesteps,
             num_sessions,
             args.teacher_feedback_exponential_lambda,
         )
-        eval_env = make_env(args.env_id, seed=args.seed + 1)
-
+        video_size = {"width": 240, "height": 240} if args.capture_video else {}
+        eval_env = make_env(args.env_id, args.seed + 1, "rgb_array" if args.capture_video else None, **video_size)
         if args.threads:
             torch.set_num_threads(args.threads)
         seed_everything(args.seed, args.torch_deterministic)
@@ -183,40 +144,12 @@ def main(args: Args) -> dict[str, float]:
             args.reward_net_dropout,
         ).to(device)
         reward_optimizer = torch.optim.Adam(ensemble.parameters(), lr=args.teacher_learning_rate)
-        rb = ReplayBuffer(
-            args.buffer_size, info.obs_dim, info.act_dim, info.physics_state_dim, args.reward_net_ensemble_size
-        )
+        M = args.reward_net_ensemble_size
+        rb = ReplayBuffer(args.buffer_size, info.obs_dim, info.act_dim, info.physics_state_dim, M)
         prefs = PreferenceDataset(H, info.obs_dim, info.act_dim, info.physics_state_dim)
-        teacher = SimulatedAnswers(
-            SimulatedTeacher.from_preset(
-                args.teacher_sim_preset,
-                rng_teacher,
-                beta=args.teacher_sim_beta,
-                gamma=args.teacher_sim_gamma,
-                epsilon=args.teacher_sim_epsilon,
-                delta_skip=args.teacher_sim_delta_skip,
-                delta_equal=args.teacher_sim_delta_equal,
-            )
-        )
-        session_cfg = SessionConfig(
-            args.teacher_feedback_num_queries_per_session,
-            args.query_pool_multiplier,
-            H,
-            args.preference_sampling,
-            args.reward_net_val_split,
-            parse_pref_buffer_sessions(args.pref_buffer_size_sessions),
-            RewardTrainingConfig(
-                args.teacher_update_epochs,
-                args.teacher_batch_strategy,
-                args.teacher_minibatch_size,
-                args.teacher_feedback_batch_size,
-            ),
-        )
+        session_cfg = session_config(args)
         stats = FeedbackStats()
         surf = Surf(surf_config(args), H) if args.surf else None
-
-        def reward_fn(obs: np.ndarray, actions: np.ndarray):
-            return predict_member_rewards(ensemble, obs, actions)
 
         start_step = 0
         if args.exploration_load:
@@ -226,50 +159,86 @@ def main(args: Args) -> dict[str, float]:
             except (CheckpointError, KeyError, RuntimeError) as e:
                 raise ValueError(f"--exploration-load: cannot load the exploration checkpoint: {e}") from e
             start_step = explore_steps
-            if rb.size < args.trajectory_length:
+            if rb.size < H:
                 raise ValueError(f"the loaded replay buffer holds {rb.size} transitions, fewer than one segment")
             log.info("loaded %d exploration transitions; skipping %d exploration steps", rb.size, explore_steps)
-
+        run_dir = make_run_dir(args.runs_dir, run_name(args.env_id, args.exp_name or Path(__file__).stem, args.seed))
+        server = None
+        if args.teacher_feedback_mode == "human":
+            teacher, server = human_teacher(args, run_dir, completed_sessions=set())
+        else:
+            teacher = simulated_teacher(args, rng_teacher)
     except ValueError as e:
+        if "run_dir" in locals() and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # nothing was started
         raise ConfigError(str(e)) from e
 
-    run_dir = make_run_dir(args.runs_dir, run_name(args.env_id, exp_name, args.seed))
     tracker = Tracker(run_dir, args, args.track, args.wandb_project_name, args.wandb_entity)
     log.info("run directory %s; feedback sessions at steps %s", run_dir, sessions.tolist())
+    query_clips = QueryClipRecorder(run_dir / "videos" / "queries", args.env_id) if args.capture_video else None
+    eval_video = EvaluationRecorder(run_dir / "videos" / "eval", eval_env) if args.capture_video else None
 
-    def save_checkpoint(name: str, step: int) -> Path:
-        path = run_dir / "checkpoints" / name
-        save_state(
-            path,
-            {
-                "algorithm": "sac_rlhf",
-                "env_id": args.env_id,
-                "step": step,
-                "next_session": next_session,
-                "agent": agent.state_dict(),
-                "q_optimizer": agent.q_optimizer.state_dict(),
-                "actor_optimizer": agent.actor_optimizer.state_dict(),
-                "alpha_optimizer": agent.a_optimizer.state_dict() if agent.a_optimizer else None,
-                "reward_ensemble": ensemble.state_dict(),
-                "reward_optimizer": reward_optimizer.state_dict(),
-                "preferences": prefs.state_dict(),
-                "feedback_stats": dict(stats.__dict__),
-                "rng": rng_state(np_rngs),
-                "args": dict(args.__dict__),
-            },
-        )
-        return path
+    def reward_fn(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        return predict_member_rewards(ensemble, obs, actions)  # (n, M), cached in the buffer
 
     def evaluate(step: int) -> dict[str, float]:
         policy = lambda o: agent.act(o, deterministic=True)  # noqa: E731
-        return evaluate_policy(policy, eval_env, args.evaluation_episodes, seed=args.seed + 10_000 + step)
+        recording = (
+            {"on_frame": eval_video.on_frame, "frame_every": eval_video.frame_every, "record_episodes": 1}
+            if eval_video
+            else {}
+        )
+        metrics = evaluate_policy(policy, eval_env, args.evaluation_episodes, args.seed + 10_000 + step, **recording)
+        if eval_video:
+            eval_video.save(step)
+        return metrics
+
+    def learn(answered, step: int) -> None:
+        """Train the reward ensemble on the answered sessions' labels and relabel the replay buffer."""
+        t0 = time.time()
+        for answers in answered:
+            if query_clips:
+                query_clips.record(answers.seg_a, answers.seg_b, answers.labels, answers.session, step)
+        rb.relabel_pending(reward_fn)
+        labelled = len(prefs) + sum(int((~np.isnan(a.labels)).sum()) for a in answered)
+        hooks = surf.prepare(rb, ensemble, labelled, rng_queries) if surf else {}  # SURF's two training hooks
+        metrics = learn_from_answers(
+            answered, prefs, stats, ensemble, reward_optimizer, session_cfg, rng_queries, **hooks
+        )
+        if surf:
+            metrics["reward_model/surf_confident_fraction"] = surf.last_confident_fraction
+        rb.relabel(reward_fn)
+        true_recent, learned_recent = rb.recent(10_000)
+        metrics["reward_model/pearson"] = pearson(learned_recent.mean(1), true_recent)
+        metrics["reward_model/ensemble_std"] = float(learned_recent.std(1).mean())
+        metrics["feedback/session_seconds"] = time.time() - t0
+        tracker.scalars({**metrics, **stats.as_scalars()}, step)
+        log.info(
+            "step %d: %d labels, reward model val accuracy %.3f",
+            step,
+            stats.total_labels,
+            metrics["reward_model/val_accuracy"],
+        )
+
+    def save_checkpoint(name: str, step: int) -> Path:
+        path = run_dir / "checkpoints" / name
+        save_state(path, {
+            "algorithm": "sac_rlhf", "env_id": args.env_id, "step": step, "next_session": next_session,
+            "reward_updates": reward_updates, "agent": agent.state_dict(),
+            "q_optimizer": agent.q_optimizer.state_dict(), "actor_optimizer": agent.actor_optimizer.state_dict(),
+            "alpha_optimizer": agent.a_optimizer.state_dict() if agent.a_optimizer else None,
+            "reward_ensemble": ensemble.state_dict(), "reward_optimizer": reward_optimizer.state_dict(),
+            "preferences": prefs.state_dict(), "feedback_stats": dict(stats.__dict__), "rng": rng_state(np_rngs),
+            "args": dict(args.__dict__)})  # fmt: skip
+        return path
 
     # ---- the loop ---------------------------------------------------------------------------------------------
     obs, _ = env.reset(seed=args.seed)
     episode_id = int(rb.episode_id[: rb.size].max()) + 1 if rb.size else 0
     episode_step, episode_return = 0, 0.0
     explore_norm = RunningStd()
-    next_session = 0
+    next_session = reward_updates = 0
+    waiting = False  # a session was just asked and --feedback-wait holds training until it is answered
     last_eval = float("nan")
     early_stopping = EarlyStopping(
         args.early_stopping, args.early_stopping_step, args.early_stop_patience, args.early_stopping_mean
@@ -284,11 +253,10 @@ def main(args: Args) -> dict[str, float]:
         for step in range(start_step, args.total_timesteps):
             exploring = step < explore_steps
             # (2) act: random actions only before any agent exists to act with
-            random_phase = (
-                step < args.explore_learning_starts
-                if exploring
-                else (not args.unsupervised_exploration and step < args.learning_starts)
-            )
+            if exploring:
+                random_phase = step < args.explore_learning_starts
+            else:
+                random_phase = not args.unsupervised_exploration and step < args.learning_starts
             action = env.action_space.sample() if random_phase else agent.act(obs)
             physics_state = get_physics_state(env)  # the state of ``obs``, to re-render this step later
             next_obs, reward, terminated, truncated, _ = env.step(action)
@@ -301,8 +269,8 @@ def main(args: Args) -> dict[str, float]:
                 obs, _ = env.reset()
                 episode_id, episode_step, episode_return = episode_id + 1, 0, 0.0
 
-            # (1) unsupervised pre-exploration: SAC on the normalised k-NN state-entropy reward
             if exploring:
+                # (1) unsupervised pre-exploration: SAC on the normalised k-NN state-entropy reward
                 if step >= args.explore_learning_starts:
                     batch = rb.sample_any(args.explore_batch_size, rng_buffer)
                     t = {k: torch.as_tensor(v, device=device, dtype=torch.float32) for k, v in batch.items()}
@@ -310,50 +278,30 @@ def main(args: Args) -> dict[str, float]:
                     r_int = state_entropy_reward(t["next_obs"], visited, explore_norm)
                     train_metrics |= agent.update(t["obs"], t["actions"], r_int, t["next_obs"], t["terminated"], step)
                 if step + 1 == explore_steps:
-                    exploration_dir = run_dir / "exploration"
-                    save_state(exploration_dir / "agent", {"agent": agent.state_dict(), "step": step + 1})
-                    save_state(exploration_dir / "replay_buffer", rb.state_dict())
-                    log.info("saved the exploration agent and replay buffer to %s", exploration_dir)
+                    save_state(run_dir / "exploration" / "agent", {"agent": agent.state_dict(), "step": step + 1})
+                    save_state(run_dir / "exploration" / "replay_buffer", rb.state_dict())
+                    log.info("saved the exploration agent and replay buffer to %s", run_dir / "exploration")
             else:
-                # (3) feedback session on the schedule
+                # (3) feedback session on the schedule: ask now, learn from the answers when they are in
                 if next_session < len(sessions) and step >= sessions[next_session]:
-                    t0 = time.time()
-                    rb.relabel_pending(reward_fn)
-                    labelled = len(prefs) + args.teacher_feedback_num_queries_per_session
-                    hooks = surf.prepare(rb, ensemble, labelled, rng_queries) if surf else {}  # SURF's two hooks
-                    metrics = feedback_session(
-                        rb,
-                        ensemble,
-                        reward_optimizer,
-                        teacher,
-                        prefs,
-                        stats,
-                        next_session,
-                        session_cfg,
-                        rng_queries,
-                        selector=partial(select_from_reward_cache, rb),  # scores the pool from r̂ cached in rb
-                        **hooks,
+                    rb.relabel_pending(reward_fn)  # the cache then holds the current ensemble's r̂ for every step
+                    pool = session_cfg.num_queries * session_cfg.pool_multiplier
+                    seg_a, seg_b = select_from_reward_cache(
+                        rb, session_cfg.num_queries, pool, H, session_cfg.strategy, rng_queries
                     )
-                    if surf:
-                        metrics["reward_model/surf_confident_fraction"] = surf.last_confident_fraction
-                    rb.relabel(reward_fn)
-                    true_recent, learned_recent = rb.recent(10_000)
-                    metrics["reward_model/pearson"] = pearson(learned_recent.mean(1), true_recent)
-                    metrics["reward_model/ensemble_std"] = float(learned_recent.std(1).mean())
-                    metrics["feedback/session_seconds"] = time.time() - t0
-                    if next_session == 0 and explore_steps:
-                        agent.reset_critics()  # its Q estimated the intrinsic reward (PEBBLE)
-                    tracker.scalars({**metrics, **stats.as_scalars()}, step)
-                    log.info(
-                        "session %d at step %d: %d labels, val accuracy %.3f",
-                        next_session,
-                        step,
-                        stats.total_labels,
-                        metrics["reward_model/val_accuracy"],
-                    )
+                    teacher.submit(seg_a, seg_b, next_session)
                     next_session += 1
-                # (4) SAC update on the learned reward, once a reward model exists
-                if next_session > 0:
+                    waiting = args.feedback_wait
+                if next_session > 0 and (waiting or step % 100 == 0):  # a human's answers may come in any time
+                    answered = teacher.collect(wait=waiting, timeout=args.feedback_timeout)
+                    waiting = False
+                    if answered:
+                        learn(answered, step)
+                        if reward_updates == 0 and explore_steps:
+                            agent.reset_critics()  # its Q estimated the intrinsic reward (PEBBLE)
+                        reward_updates += 1
+                # (4) SAC update on the learned reward, once there is one
+                if reward_updates > 0:
                     if rb.pending >= 64:
                         rb.relabel_pending(reward_fn)
                     batch = rb.sample(args.batch_size, rng_buffer)
@@ -383,13 +331,17 @@ def main(args: Args) -> dict[str, float]:
     finally:
         bar.close()
         if completed:
-            final_eval = evaluate(step + 1)
-            tracker.scalars(final_eval, step + 1)
-            final_metrics.update(final_eval)
+            final_metrics.update(evaluate(step + 1))
+            tracker.scalars(final_metrics, step + 1)
         if completed or interrupted:
             log.info("checkpoint saved to %s", save_checkpoint("final", step + 1))
         tracker.scalars(stats.as_scalars(), step + 1)
         tracker.close()
+        teacher.close()
+        if query_clips:
+            query_clips.close()
+        if server:
+            server.stop()
         env.close()
         eval_env.close()
     if interrupted:

@@ -99,7 +99,17 @@ class FeedbackArgs:
     feedback_server_url: str = "http://localhost:5001"
     """labelling server for --teacher-feedback-mode human"""
     feedback_server_autostart: bool = False
-    """start (and stop) the labelling server with the run"""
+    """start (and stop) the labelling server with the run (on the port of --feedback-server-url)"""
+    feedback_server_token: str | None = None
+    """token of a server started with --token (default: $FEEDBACK_SERVER_TOKEN)"""
+    feedback_instruction: str = "Which clip shows the better behaviour?"
+    """task instruction shown to labellers, e.g. 'make the ant raise one leg'"""
+    feedback_wait: bool = True
+    """wait at each session until its queries are answered (--no-feedback-wait keeps training while labels arrive)"""
+    feedback_timeout: float = 0.0
+    """seconds to wait per session before training on (0: no limit); late answers are used when they arrive"""
+    feedback_clip_size: int = 240
+    """width and height in pixels of the clips shown to labellers"""
     teacher_feedback_schedule: Literal["linear", "exponential"] = "exponential"
     """when feedback sessions happen: evenly spaced, or dense early with exponentially growing gaps"""
     teacher_feedback_total_queries: int = 1_400
@@ -207,3 +217,52 @@ def parse_pref_buffer_sessions(value: str) -> int | None:
     if sessions <= 0:
         raise ValueError(f"--pref-buffer-size-sessions must be 'all' or a positive integer, got {value!r}")
     return sessions
+
+
+def check_feedback_args(args) -> None:
+    """Flag checks shared by the preference-learning scripts; raise ValueError naming the flag."""
+    positive = (
+        "total_timesteps",
+        "teacher_feedback_num_queries_per_session",
+        "trajectory_length",
+        "log_frequency",
+        "teacher_update_epochs",
+        "teacher_minibatch_size",
+        "teacher_feedback_batch_size",
+        "reward_net_ensemble_size",
+        "reward_net_hidden_dim",
+        "evaluation_frequency",
+        "evaluation_episodes",
+        "query_pool_multiplier",
+        "feedback_clip_size",
+    )
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in (
+        "teacher_feedback_total_queries",
+        "total_explore_steps",
+        "reward_net_hidden_layers",
+        "threads",
+        "feedback_timeout",
+    ):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.teacher_feedback_num_queries_per_session > args.teacher_feedback_total_queries:
+        raise ValueError(
+            f"--teacher-feedback-num-queries-per-session ({args.teacher_feedback_num_queries_per_session})"
+            f" exceeds --teacher-feedback-total-queries ({args.teacher_feedback_total_queries})"
+        )
+    if not 0.0 <= args.reward_net_val_split < 1.0:
+        raise ValueError(f"--reward-net-val-split must be in [0, 1), got {args.reward_net_val_split}")
+    if not 0.0 <= args.reward_net_dropout < 1.0:
+        raise ValueError(f"--reward-net-dropout must be in [0, 1), got {args.reward_net_dropout}")
+    if args.capture_video and args.render_mode == "human":
+        raise ValueError("--capture-video and --render-mode human cannot be used together in one run")
+    if args.exploration_load and not (args.path_to_replay_buffer and args.path_to_model):
+        raise ValueError("--exploration-load needs --path-to-replay-buffer and --path-to-model")
+    if args.feedback_server_autostart and args.teacher_feedback_mode != "human":
+        raise ValueError("--feedback-server-autostart needs --teacher-feedback-mode human")
+    if args.rune and not (args.rune_beta >= 0 and 0 <= args.rune_beta_decay < 1):
+        raise ValueError("--rune-beta must be >= 0 and --rune-beta-decay in [0, 1)")
+    parse_pref_buffer_sessions(args.pref_buffer_size_sessions)

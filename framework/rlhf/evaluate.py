@@ -13,18 +13,23 @@ def run_episodes(
     episodes: int,
     seed: int,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
+    frame_every: int = 1,
+    record_episodes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``episodes`` episodes with ``policy`` (deterministic for evaluation); return (returns, lengths).
 
     Episode i is reset with seed ``seed + i``, so evaluations are reproducible and comparable across runs.
-    ``on_frame(i, frame)`` receives rendered frames when the env renders rgb arrays (for videos).
+    ``on_frame(i, frame)`` receives every ``frame_every``-th frame of the first ``record_episodes`` episodes (all
+    when None) when the env renders rgb arrays (for videos); rendering only those frames keeps software-rendered
+    evaluation videos affordable.
     """
     returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         done = False
+        recording = on_frame is not None and (record_episodes is None or i < record_episodes)
         while not done:
-            if on_frame is not None:
+            if recording and lengths[i] % frame_every == 0:
                 on_frame(i, env.render())
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
             returns[i] += float(reward)

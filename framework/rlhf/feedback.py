@@ -23,19 +23,41 @@ from rlhf.segments import Segments
 Selector = Callable[[int, int, int, Strategy, np.random.Generator], tuple[Segments, Segments]]
 
 
+@dataclass
+class Answers:
+    """A session's queries with the teacher's answers: labels P(B ≻ A) in {0, 0.5, 1}, NaN for a skipped query."""
+
+    seg_a: Segments
+    seg_b: Segments
+    labels: np.ndarray  # (N,) float32
+    session: int
+
+
 class Teacher(Protocol):
-    def answer(self, seg_a: Segments, seg_b: Segments, session: int) -> np.ndarray:
-        """(N,) labels P(B ≻ A) in {0, 0.5, 1}, NaN for a query that was skipped."""
+    def submit(self, seg_a: Segments, seg_b: Segments, session: int) -> None:
+        """Ask the queries of one session."""
+
+    def collect(self, wait: bool, timeout: float = 0.0) -> list[Answers]:
+        """Sessions answered so far (all of them when ``wait``), each returned once."""
 
 
 class SimulatedAnswers:
-    """Adapts the B-Pref teacher (which only needs true rewards) to the :class:`Teacher` protocol."""
+    """The B-Pref teacher (which only needs true rewards) behind the :class:`Teacher` protocol: it answers at once."""
 
     def __init__(self, teacher):
         self.teacher = teacher
+        self._answered: list[Answers] = []
 
-    def answer(self, seg_a: Segments, seg_b: Segments, session: int) -> np.ndarray:
-        return self.teacher.label(seg_a.true_rewards, seg_b.true_rewards)
+    def submit(self, seg_a: Segments, seg_b: Segments, session: int) -> None:
+        labels = self.teacher.label(seg_a.true_rewards, seg_b.true_rewards)
+        self._answered.append(Answers(seg_a, seg_b, labels, session))
+
+    def collect(self, wait: bool, timeout: float = 0.0) -> list[Answers]:
+        answered, self._answered = self._answered, []
+        return answered
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -61,18 +83,12 @@ class SessionConfig:
 
 
 def add_labels(
-    prefs: PreferenceDataset,
-    stats: FeedbackStats,
-    seg_a: Segments,
-    seg_b: Segments,
-    labels: np.ndarray,
-    session: int,
-    cfg: SessionConfig,
-    rng: np.random.Generator,
+    prefs: PreferenceDataset, stats: FeedbackStats, answers: Answers, cfg: SessionConfig, rng: np.random.Generator
 ) -> None:
     """Store the answered queries (skips are counted, not stored)."""
+    labels = answers.labels
     answered = ~np.isnan(labels)
-    prefs.add(seg_a[answered], seg_b[answered], labels[answered], session, cfg.val_split, rng)
+    prefs.add(answers.seg_a[answered], answers.seg_b[answered], labels[answered], answers.session, cfg.val_split, rng)
     if cfg.keep_sessions is not None:
         prefs.keep_last_sessions(cfg.keep_sessions)
     stats.total_labels += int(answered.sum())
@@ -104,10 +120,46 @@ def feedback_session(
         seg_a, seg_b = select_queries(buffer, ensemble, cfg.num_queries, pool, cfg.segment_length, cfg.strategy, rng)
     else:
         seg_a, seg_b = selector(cfg.num_queries, pool, cfg.segment_length, cfg.strategy, rng)
-    labels = teacher.answer(seg_a, seg_b, session)
-    add_labels(prefs, stats, seg_a, seg_b, labels, session, cfg, rng)
+    teacher.submit(seg_a, seg_b, session)
+    return learn_from_answers(teacher.collect(wait=True), prefs, stats, ensemble, optimizer, cfg, rng, **train_hooks)
+
+
+def learn_from_answers(
+    answered: list[Answers],
+    prefs: PreferenceDataset,
+    stats: FeedbackStats,
+    ensemble: RewardEnsemble,
+    optimizer: torch.optim.Optimizer,
+    cfg: SessionConfig,
+    rng: np.random.Generator,
+    **train_hooks,
+) -> dict[str, float]:
+    """Store answered sessions' labels and train the reward ensemble on all kept labels (``reward_model/*``)."""
+    for answers in answered:
+        add_labels(prefs, stats, answers, cfg, rng)
     metrics = train_reward_ensemble(ensemble, optimizer, prefs, cfg.training, rng, **train_hooks)
     return {f"reward_model/{k}": v for k, v in metrics.items()}
+
+
+def session_config(args) -> SessionConfig:
+    """The session settings from the shared feedback flags (rlhf.config.FeedbackArgs)."""
+    from rlhf.config import parse_pref_buffer_sessions
+
+    training = RewardTrainingConfig(
+        args.teacher_update_epochs,
+        args.teacher_batch_strategy,
+        args.teacher_minibatch_size,
+        args.teacher_feedback_batch_size,
+    )
+    return SessionConfig(
+        args.teacher_feedback_num_queries_per_session,
+        args.query_pool_multiplier,
+        args.trajectory_length,
+        args.preference_sampling,
+        args.reward_net_val_split,
+        parse_pref_buffer_sessions(args.pref_buffer_size_sessions),
+        training,
+    )
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
