@@ -193,7 +193,7 @@ def main(args: Args) -> dict[str, float]:
             eval_video.save(step)
         return metrics
 
-    def learn(answered, step: int) -> None:
+    def learn(answered, step: int, idle_seconds: float) -> None:
         """Train the reward ensemble on the answered sessions' labels and relabel the replay buffer."""
         t0 = time.time()
         for answers in answered:
@@ -212,6 +212,9 @@ def main(args: Args) -> dict[str, float]:
         metrics["reward_model/pearson"] = pearson(learned_recent.mean(1), true_recent)
         metrics["reward_model/ensemble_std"] = float(learned_recent.std(1).mean())
         metrics["feedback/session_seconds"] = time.time() - t0
+        metrics["feedback/wait_seconds"] = idle_seconds  # training stood still waiting for answers
+        if getattr(teacher, "render_seconds", None):
+            metrics["feedback/clip_render_seconds"] = float(np.mean(teacher.render_seconds))
         tracker.scalars({**metrics, **stats.as_scalars()}, step)
         log.info(
             "step %d: %d labels, reward model val accuracy %.3f",
@@ -239,6 +242,7 @@ def main(args: Args) -> dict[str, float]:
     explore_norm = RunningStd()
     next_session = reward_updates = 0
     waiting = False  # a session was just asked and --feedback-wait holds training until it is answered
+    idle_seconds = 0.0
     last_eval = float("nan")
     early_stopping = EarlyStopping(
         args.early_stopping, args.early_stopping_step, args.early_stop_patience, args.early_stopping_mean
@@ -293,10 +297,12 @@ def main(args: Args) -> dict[str, float]:
                     next_session += 1
                     waiting = args.feedback_wait
                 if next_session > 0 and (waiting or step % 100 == 0):  # a human's answers may come in any time
+                    t_wait = time.time()
                     answered = teacher.collect(wait=waiting, timeout=args.feedback_timeout)
-                    waiting = False
+                    idle_seconds, waiting = idle_seconds + time.time() - t_wait, False
                     if answered:
-                        learn(answered, step)
+                        learn(answered, step, idle_seconds)
+                        idle_seconds = 0.0
                         if reward_updates == 0 and explore_steps:
                             agent.reset_critics()  # its Q estimated the intrinsic reward (PEBBLE)
                         reward_updates += 1

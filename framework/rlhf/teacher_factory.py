@@ -51,7 +51,8 @@ def human_teacher(args, run_dir: Path, completed_sessions: set[int]):
     server = None
     if args.feedback_server_autostart:
         host, port = check_server_url(url)
-        server = start_feedback_server(host=host, port=port, token=token)
+        # The run's labels live with the run, so a resumed run finds them again.
+        server = start_feedback_server(host=host, port=port, data_dir=run_dir / "feedback_server", token=token)
         client, page = server.client(run_dir.name), server.page_url
     else:
         client = FeedbackClient(url, run_dir.name, token=token)

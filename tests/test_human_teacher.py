@@ -1,0 +1,158 @@
+"""Human feedback end to end: the trainer renders and uploads clips, a labeller answers through the page's HTTP
+routes, and the trainer learns from exactly the answers given."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from conftest import REPO_ROOT
+from script_runs import TINY_SAC_RLHF, argv
+
+from rlhf.checkpoint import load_state
+from rlhf.feedback_client import start_feedback_server
+
+HUMAN_RUN = {
+    **TINY_SAC_RLHF,
+    "--total-timesteps": 700,
+    "--teacher-feedback-total-queries": 8,
+    "--teacher-feedback-num-queries-per-session": 4,
+    "--feedback-clip-size": 48,
+    "--evaluation-frequency": 700,
+    "--threads": 1,
+}
+CHOICES = {"A": 0.0, "B": 1.0, "equal": 0.5, "skip": None}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def label_everything(url: str, given: dict, stop: threading.Event, undo_once: bool = True) -> None:
+    """A scripted labeller using the page's routes: A, B, equal, skip in turn; undoes its second answer once."""
+    http = requests.Session()
+    pattern = ["A", "B", "equal", "skip"]
+    n = 0
+    undone = not undo_once
+    while not stop.is_set():
+        try:
+            claim = http.post(f"{url}/api/claim", json={"labeller": "tester"}, timeout=10).json()
+        except requests.ConnectionError:  # the trainer stopped its server at the end of the run
+            time.sleep(0.2)
+            continue
+        query = claim["query"]
+        if query is None:
+            http.get(f"{url}/api/wait", params={"wait": 1}, timeout=10)
+            continue
+        assert http.get(url + query["clip_a_url"], timeout=10).content[:4] == b"\x1aE\xdf\xa3"  # a WebM file
+        choice = pattern[n % len(pattern)]
+        r = http.post(
+            f"{url}/api/answer",
+            json={"labeller": "tester", "run_id": query["run_id"], "query_id": query["query_id"], "choice": choice},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        given[query["query_id"]] = CHOICES[choice]
+        n += 1
+        if not undone and n == 2:  # change my mind about the second query: the trainer must get the new answer
+            undone = True
+            back = http.post(f"{url}/api/undo", json={"labeller": "tester"}, timeout=10).json()["query"]
+            r = http.post(
+                f"{url}/api/answer",
+                json={"labeller": "tester", "run_id": back["run_id"], "query_id": back["query_id"], "choice": "equal"},
+                timeout=10,
+            )
+            assert r.status_code == 200, r.text
+            given[back["query_id"]] = 0.5
+
+
+def check_trainer_got_exactly(run_dir: Path, given: dict) -> None:
+    prefs = load_state(run_dir / "checkpoints" / "final")["preferences"]
+    expected = [given[q] for q in sorted(given) if given[q] is not None]
+    np.testing.assert_array_equal(prefs["labels"], np.array(expected, np.float32))
+    assert len(given) == 8
+
+
+def test_human_feedback_with_a_separate_server(tmp_path):
+    """Trainer and server with separate data dirs (no shared filesystem): everything crosses HTTP."""
+    server = start_feedback_server(port=0, data_dir=tmp_path / "server_data")
+    given: dict = {}
+    stop = threading.Event()
+    labeller = threading.Thread(target=label_everything, args=(server.url, given, stop), daemon=True)
+    labeller.start()
+    try:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "framework/sac_rlhf.py",
+                *argv(HUMAN_RUN, tmp_path / "runs"),
+                "--teacher-feedback-mode",
+                "human",
+                "--feedback-server-url",
+                server.url,
+                "--feedback-instruction",
+                "hop forward",
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        stop.set()
+        labeller.join(timeout=15)
+        server.stop()
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    check_trainer_got_exactly(run_dir, given)
+    assert not (run_dir / "feedback_server").exists()  # the server kept its data in its own directory
+
+
+def test_autostarted_server_serves_the_page_and_labels_move_training(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    trainer = subprocess.Popen(
+        [
+            sys.executable,
+            "framework/sac_rlhf.py",
+            *argv(HUMAN_RUN, tmp_path),
+            "--teacher-feedback-mode",
+            "human",
+            "--feedback-server-autostart",
+            "--feedback-server-url",
+            url,
+        ],
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    given: dict = {}
+    stop = threading.Event()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                page = requests.get(url + "/", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert page.status_code == 200 and "<video" in page.text
+        labeller = threading.Thread(target=label_everything, args=(url, given, stop, False), daemon=True)
+        labeller.start()
+        _, err = trainer.communicate(timeout=240)
+    finally:
+        stop.set()
+        trainer.kill()
+    assert trainer.returncode == 0, err[-3000:]
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("Hopper")]
+    check_trainer_got_exactly(run_dir, given)
+    with socket.socket() as s:  # the trainer stopped its server
+        assert s.connect_ex(("127.0.0.1", port)) != 0
