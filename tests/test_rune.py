@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import sac_rlhf
@@ -14,8 +10,6 @@ from script_runs import TINY_SAC_RLHF, argv, run_in_process, scalars
 from rlhf.agent import SAC
 from rlhf.replay import ReplayBuffer
 from rlhf.surf import Surf, rune_beta, rune_reward
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_rune_beta_schedule_closed_form():
@@ -94,19 +88,16 @@ def test_sac_rlhf_no_surf_trains_without_the_hooks(tmp_path, monkeypatch):
     assert "reward_model/surf_confident_fraction" not in s and len(s["reward_model/val_accuracy"]) == 3
 
 
-def test_cli_rejects_bad_surf_offsets_before_training(tmp_path):
-    cmd = [
-        sys.executable,
-        str(REPO / "framework" / "sac_rlhf.py"),
-        "--trajectory-length",
-        "8",
-        "--runs-dir",
-        str(tmp_path),
-        "--no-progress-bar",
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2, out.stderr
-    assert "error:" in out.stderr and "--max-augmentation-offset" in out.stderr
+def test_cli_rejects_bad_surf_offsets_before_training(tmp_path, capsys):
+    flags = ["--trajectory-length", "8", "--runs-dir", str(tmp_path), "--no-progress-bar"]
+    assert sac_rlhf.cli(flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--max-augmentation-offset" in err
     assert not any(tmp_path.iterdir())  # no run directory was created
-    ok = subprocess.run([*cmd, "--no-surf", "-h"], capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0 and "--surf-sampling-strategy" in ok.stdout and "--lambda-ssl" in ok.stdout
+    with pytest.raises(SystemExit) as e:
+        sac_rlhf.cli(["-h"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--no-surf", "--surf-sampling-strategy", "--unlabeled-batch-ratio", "--surf-tau", "--lambda-ssl",
+                 "--max-augmentation-offset", "--min-augmentation-offset", "--rune", "--rune-beta-decay"):  # fmt: skip
+        assert flag in text, flag

@@ -1,0 +1,164 @@
+"""ppo.py and pref_ppo.py with tiny budgets that pass through every branch; assertions on metrics, TensorBoard
+scalars and checkpoints; one CLI subprocess per script (from the repo root and from framework/)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import ppo
+import pref_ppo
+import pytest
+from script_runs import argv, run_in_process, scalars
+from test_pref_ppo_labels import TINY_PREF_PPO
+
+from rlhf.checkpoint import load_state
+from rlhf.surf import rune_reward
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_PPO = {
+    "--env-id": "InvertedPendulum-v5",
+    "--total-timesteps": 1024,
+    "--num-envs": 2,
+    "--num-steps": 64,
+    "--num-minibatches": 4,
+    "--update-epochs": 2,
+    "--evaluation-frequency": 512,
+    "--evaluation-episodes": 1,
+    "--log-frequency": 256,
+}
+
+
+def test_ppo_run_logs_evaluates_and_saves_the_normalisation_statistics(tmp_path):
+    m = run_in_process(ppo, argv(TINY_PPO, tmp_path))
+    assert m["step"] == 1024 and np.isfinite(m["eval/mean_return"]) and m["eval/mean_return"] >= 1
+    s = scalars(m["run_dir"])
+    for tag in (
+        "charts/episodic_return",
+        "charts/episodic_length",
+        "charts/SPS",
+        "charts/learning_rate",
+        "losses/value_loss",
+        "losses/policy_loss",
+        "losses/entropy",
+        "charts/approx_kl",
+        "eval/mean_return",
+    ):
+        assert tag in s, tag
+    assert [step for step, _ in s["eval/mean_return"]] == [512, 1024, 1024]  # two periodic + the final one
+    lrs = [v for _, v in s["charts/learning_rate"]]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 3e-4  # annealed
+    ckpt = load_state(Path(m["run_dir"]) / "checkpoints" / "final")
+    assert ckpt["algorithm"] == "ppo" and ckpt["step"] == 1024
+    # every observation the policy acted on went into the statistics: 1024 steps' observations
+    assert float(ckpt["agent"]["obs_norm.count"]) == pytest.approx(1024, abs=1e-3)
+    assert np.abs(ckpt["agent"]["obs_norm.mean"].numpy()).sum() > 0
+    assert "optimizer" in ckpt and "reward_scaler" in ckpt
+
+
+def test_ppo_ctrl_c_saves_a_checkpoint(tmp_path, monkeypatch):
+    calls = []
+
+    def interrupted_update(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    original = ppo.ppo_update
+    monkeypatch.setattr(ppo, "ppo_update", interrupted_update)
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(ppo, argv(TINY_PPO, tmp_path))
+    (run_dir,) = list(tmp_path.iterdir())
+    assert load_state(run_dir / "checkpoints" / "final")["step"] == 256  # after the second rollout
+
+
+def test_pref_ppo_with_surf_rune_and_entropy_queries(tmp_path, monkeypatch):
+    rune_calls = []
+
+    def recording_rune(mean, std, beta0, decay, steps):
+        rune_calls.append((mean, std, steps.copy()))
+        return rune_reward(mean, std, beta0, decay, steps)
+
+    monkeypatch.setattr(pref_ppo, "rune_reward", recording_rune)
+    extra = ["--surf", "--rune", "--rune-beta", "0.5", "--surf-sampling-strategy", "disagree",
+             "--unlabeled-batch-ratio", "4", "--preference-sampling", "entropy"]  # fmt: skip
+    m = run_in_process(pref_ppo, argv(TINY_PREF_PPO, tmp_path, *extra))
+    assert m["step"] == 1536 and m["feedback/sessions"] == 3 and m["feedback/total_labels"] == 12
+    s = scalars(m["run_dir"])
+    for tag in (
+        "charts/episodic_return",
+        "losses/value_loss",
+        "reward_model/val_accuracy",
+        "reward_model/ensemble_std",
+        "reward_model/surf_confident_fraction",
+        "feedback/total_labels",
+        "eval/mean_return",
+    ):
+        assert tag in s, tag
+    assert [step for step, _ in s["feedback/total_labels"]][:3] == [384, 768, 1152]  # after the scheduled rollouts
+    # RUNE relabels each of the 10 learning rollouts (64 steps × 2 envs) with its own global steps
+    assert len(rune_calls) == 10
+    first_steps = [int(steps.min()) for _, _, steps in rune_calls]
+    assert first_steps == list(range(256, 1536, 128))
+    mean, std, steps = rune_calls[0]
+    assert steps.shape == (64, 2) and (std > 0).all()
+    exploration = Path(m["run_dir"]) / "exploration"
+    window = load_state(exploration / "replay_buffer")
+    assert int(window["env0"]["counters"][0]) == 128  # 2 rollouts of 64 steps per env, the window's capacity
+
+    # the CLI from framework/, loading that exploration (agent + window) and skipping it
+    cmd = [sys.executable, "pref_ppo.py", *argv(TINY_PREF_PPO, tmp_path / "cli"), "--exploration-load",
+           "--path-to-replay-buffer", str(exploration / "replay_buffer.safetensors"),
+           "--path-to-model", str(exploration / "agent.safetensors")]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO / "framework", capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "cli").iterdir())
+    s = scalars(run_dir)
+    assert min(step for step, _ in s["charts/SPS"]) > 256  # nothing logged during the skipped exploration
+    assert load_state(run_dir / "checkpoints" / "final")["feedback_stats"]["total_labels"] == 12
+
+
+def test_ppo_cli_from_the_repo_root(tmp_path):
+    cmd = [sys.executable, "framework/ppo.py", *argv(TINY_PPO, tmp_path, total_timesteps=256)]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = list(tmp_path.iterdir())
+    assert (run_dir / "checkpoints" / "final.safetensors").is_file() and (run_dir / "args.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("module", "flags", "needle"),
+    [
+        (ppo, ["--num-minibatches", "3"], "--num-minibatches"),
+        (ppo, ["--total-timesteps", "100"], "--total-timesteps"),
+        (pref_ppo, ["--num-minibatches", "3"], "--num-minibatches"),
+        (pref_ppo, ["--total-explore-steps", "1536"], "--total-explore-steps"),
+        (pref_ppo, ["--surf", "--max-augmentation-offset", "16"], "--max-augmentation-offset"),
+        (pref_ppo, ["--teacher-feedback-mode", "human"], "--teacher-feedback-mode"),
+        (pref_ppo, ["--query-window-rollouts", "0"], "--query-window-rollouts"),
+    ],
+)
+def test_bad_flags_exit_2_before_training(tmp_path, capsys, module, flags, needle):
+    base = TINY_PPO if module is ppo else TINY_PREF_PPO
+    assert module.cli(argv(base, tmp_path, *flags)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and needle in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_help_documents_the_ppo_flags(capsys):
+    with pytest.raises(SystemExit) as e:
+        pref_ppo.cli(["-h"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--learning-rate", "--num-steps", "--anneal-lr", "--gae-lambda", "--num-minibatches",
+                 "--update-epochs", "--norm-adv", "--clip-coef", "--clip-vloss", "--ent-coef", "--vf-coef",
+                 "--max-grad-norm", "--target-kl", "--num-envs", "--surf", "--rune", "--lambda-ssl",
+                 "--preference-sampling", "--exploration-load", "--query-window-rollouts"):  # fmt: skip
+        assert flag in text, flag
+    assert "--explore-batch-size" not in text and "--explore-learning-starts" not in text  # SAC-only knobs
+    defaults = pref_ppo.Args()
+    assert defaults.teacher_feedback_schedule == "linear" and not defaults.surf and not defaults.rune
