@@ -1,0 +1,308 @@
+"""Reading run directories for the toolbox: discovery, TensorBoard scalars, videos and queried clips.
+
+Nothing here imports the framework: a run directory is read through its files only (the layout is documented in
+toolbox/README.md). Every path that comes from a request goes through :func:`run_path` / :func:`run_file`, which
+only ever return paths inside the runs directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+EVAL_VIDEO = re.compile(r"step_(\d+)\.mp4")
+MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".png": "image/png", ".jpg": "image/jpeg"}
+LABEL_NAMES = {0.0: "A better", 0.5: "equally good", 1.0: "B better", None: "skipped"}
+RETURN_TAG, EVAL_TAG, LABELS_TAG = "charts/episodic_return", "eval/mean_return", "feedback/total_labels"
+CURVE_METRICS = (RETURN_TAG, EVAL_TAG, "eval/std_return", "reward_model/val_accuracy", "reward_model/pearson")
+
+
+class NotFound(LookupError):
+    """A run or file that does not exist, or that a request may not reach (the app answers 404)."""
+
+
+class BadRequest(ValueError):
+    """A malformed request (the app answers 400)."""
+
+
+# ---- safe paths -------------------------------------------------------------------------------------------------
+
+
+def run_path(root: Path, run_id: str) -> Path:
+    """The directory of run ``run_id``: a direct child of the (resolved) runs directory, never anything else."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or run_id in (".", ".."):
+        raise NotFound(f"no run {run_id!r}")
+    path = (root / run_id).resolve()
+    if path.parent != root or not path.is_dir():  # symlinks leading out of the runs directory are refused too
+        raise NotFound(f"no run {run_id!r}")
+    return path
+
+
+def run_file(root: Path, run_id: str, relative: str) -> Path:
+    """A media file inside run ``run_id``; refuses absolute paths, '..', hidden parts, links out, other types."""
+    run = run_path(root, run_id)
+    parts = relative.replace("\\", "/").split("/")
+    if relative.startswith("/") or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        raise NotFound(f"no file {relative!r} in run {run_id!r}")
+    path = run.joinpath(*parts).resolve()
+    if not path.is_relative_to(run) or path.suffix.lower() not in MEDIA_TYPES or not path.is_file():
+        raise NotFound(f"no file {relative!r} in run {run_id!r}")
+    return path
+
+
+# ---- TensorBoard scalars ----------------------------------------------------------------------------------------
+
+
+class ScalarCache:
+    """Scalars of each run's event files, re-read only when a file changed (size or mtime); thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[Path, tuple[tuple, dict[str, list[tuple[int, float]]]]] = {}
+
+    def scalars(self, run: Path) -> dict[str, list[tuple[int, float]]]:
+        """tag -> [(step, value)] sorted by step. A step logged twice (a resumed run re-logs the steps after its
+        checkpoint) keeps the value written last."""
+        files = sorted(run.glob("events.out.tfevents.*"))
+        key = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        with self._lock:
+            hit = self._cache.get(run)
+            if hit and hit[0] == key:
+                return hit[1]
+        by_tag: dict[str, dict[int, float]] = {}
+        for f in sorted(files, key=lambda f: (_event_file_time(f), f.name)):
+            for tag, step, value in _read_event_file(f):
+                by_tag.setdefault(tag, {})[step] = value
+        result = {tag: sorted(values.items()) for tag, values in by_tag.items()}
+        with self._lock:
+            self._cache[run] = (key, result)
+        return result
+
+
+def _event_file_time(path: Path) -> float:
+    try:
+        return float(path.name.split(".")[3])
+    except (IndexError, ValueError):
+        return path.stat().st_mtime
+
+
+def _read_event_file(path: Path):
+    """(tag, step, value) of every scalar in one event file; a truncated last record (a run still writing or
+    killed) ends the file quietly."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util import tensor_util
+
+    try:
+        for event in EventFileLoader(str(path)).Load():
+            for v in event.summary.value:
+                kind = v.WhichOneof("value")
+                if kind == "simple_value":
+                    value = float(v.simple_value)
+                elif kind == "tensor" and v.metadata.plugin_data.plugin_name in ("scalars", ""):
+                    array = tensor_util.make_ndarray(v.tensor)
+                    if array.size != 1 or array.dtype.kind not in "fiu":
+                        continue
+                    value = float(array.reshape(()))
+                else:
+                    continue
+                if math.isfinite(value):
+                    yield v.tag, int(event.step), value
+    except Exception:  # a damaged record: keep what was read
+        return
+
+
+def last(series: list[tuple[int, float]] | None) -> float | None:
+    return series[-1][1] if series else None
+
+
+def curve(scalars: dict[str, list[tuple[int, float]]], metric: str) -> list[list[float | int | None]]:
+    """[[step, labels, value]] of ``metric``; labels = the cumulative number of labels given up to that step
+    (None for runs without feedback, i.e. the oracle baselines)."""
+    labels = scalars.get(LABELS_TAG)
+    points, i, count = [], 0, 0.0
+    for step, value in scalars.get(metric, []):
+        if labels is not None:
+            while i < len(labels) and labels[i][0] <= step:
+                count = labels[i][1]
+                i += 1
+        points.append([step, None if labels is None else int(count), value])
+    return points
+
+
+# ---- run summaries ----------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def checkpoint_header(run: Path) -> dict[str, Any]:
+    """ "algorithm", "env_id" and "step" from ``checkpoints/final.json`` (its JSON tree; no tensors are read)."""
+    meta = _read_json(run / "checkpoints" / "final.json")
+    tree = meta.get("tree") if isinstance(meta, dict) else None
+    items = tree.get("__dict__") if isinstance(tree, dict) else None
+    header: dict[str, Any] = {}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, list) and len(item) == 2 and item[0] in ("algorithm", "env_id", "step"):
+            header[item[0]] = item[1]
+    return header
+
+
+def guess_algorithm(args: dict[str, Any]) -> str | None:
+    """From the flags when no checkpoint says it: PPO flags and feedback flags tell the four scripts apart."""
+    if not args:
+        return None
+    ppo, feedback = "num_steps" in args, "teacher_feedback_mode" in args
+    return {(True, True): "pref_ppo", (True, False): "ppo", (False, True): "sac_rlhf"}.get((ppo, feedback), "sac")
+
+
+def eval_videos(run: Path) -> list[tuple[int, str]]:
+    """[(step, path relative to the run)] of ``videos/eval/step_*.mp4``, by step."""
+    folder = run / "videos" / "eval"
+    found = []
+    for p in folder.glob("step_*.mp4") if folder.is_dir() else []:
+        m = EVAL_VIDEO.fullmatch(p.name)
+        if m and p.resolve().is_relative_to(run) and p.is_file():  # links out of the run are not listed
+            found.append((int(m.group(1)), f"videos/eval/{p.name}"))
+    return sorted(found)
+
+
+def is_run(path: Path) -> bool:
+    return path.is_dir() and ((path / "args.json").is_file() or any(path.glob("events.out.tfevents.*")))
+
+
+def summarize(root: Path, run_id: str, cache: ScalarCache) -> dict[str, Any]:
+    run = run_path(root, run_id)
+    args = _read_json(run / "args.json")
+    args = args if isinstance(args, dict) else {}
+    parts = run_id.split("__")
+    named = len(parts) == 4
+    header = checkpoint_header(run)
+    scalars = cache.scalars(run)
+    last_step = max((s[-1][0] for s in scalars.values() if s), default=None)
+    unix = int(parts[3]) if named and parts[3].isdigit() else int(run.stat().st_mtime)
+    evaluation = _read_json(run / "evaluation" / "summary.json")
+    return {
+        "id": run_id,
+        "env_id": header.get("env_id") or args.get("env_id") or (parts[0] if named else None),
+        "exp_name": args.get("exp_name") or (parts[1] if named else run_id),
+        "seed": args.get("seed", int(parts[2]) if named and parts[2].isdigit() else None),
+        "time": unix,
+        "date": datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "algorithm": header.get("algorithm") or guess_algorithm(args),
+        "steps": header.get("step") if isinstance(header.get("step"), int) else last_step,
+        "total_timesteps": args.get("total_timesteps"),
+        "labels": None if last(scalars.get(LABELS_TAG)) is None else int(last(scalars[LABELS_TAG])),
+        "last_eval_return": last(scalars.get(EVAL_TAG)),
+        "last_train_return": last(scalars.get(RETURN_TAG)),
+        "has_checkpoint": bool(header),
+        "eval_videos": len(eval_videos(run)),
+        "has_queries": (run / "videos" / "queries" / "index.jsonl").is_file(),
+        "evaluation_mean_return": evaluation.get("mean") if isinstance(evaluation, dict) else None,
+    }
+
+
+def list_runs(root: Path, cache: ScalarCache) -> list[dict[str, Any]]:
+    """Summaries of the runs directly under ``root``, newest first."""
+    runs = []
+    for child in sorted(root.iterdir()) if root.is_dir() else []:
+        if RUN_ID.fullmatch(child.name) and is_run(child):
+            try:
+                runs.append(summarize(root, child.name, cache))
+            except (NotFound, OSError):  # removed or unreadable while listing
+                continue
+    return sorted(runs, key=lambda r: (-r["time"], r["id"]))
+
+
+# ---- videos and queries -----------------------------------------------------------------------------------------
+
+
+def videos(root: Path, run_id: str, cache: ScalarCache) -> dict[str, Any]:
+    """Evaluation videos over training (with the evaluation return at their step) and evaluation.py's output."""
+    run = run_path(root, run_id)
+    returns = dict(cache.scalars(run).get(EVAL_TAG, []))
+    over_training = [{"step": step, "path": rel, "return": returns.get(step)} for step, rel in eval_videos(run)]
+    final = None
+    summary = _read_json(run / "evaluation" / "summary.json")
+    if isinstance(summary, dict):
+        names = [n for n in summary.get("videos", []) if isinstance(n, str) and (run / "evaluation" / n).is_file()]
+        final = {
+            **{
+                k: summary.get(k)
+                for k in (
+                    "algorithm",
+                    "env_id",
+                    "step",
+                    "episodes",
+                    "mean",
+                    "std",
+                    "ci95_low",
+                    "ci95_high",
+                    "min",
+                    "max",
+                    "median",
+                    "returns",
+                )
+            },
+            "videos": [f"evaluation/{n}" for n in names if "/" not in n],
+            "plot": "evaluation/returns.png" if (run / "evaluation" / "returns.png").is_file() else None,
+        }
+    return {"eval": over_training, "evaluation": final}
+
+
+def _label(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) not in (0.0, 0.5, 1.0):
+        raise ValueError(f"label {value!r}")
+    return float(value)
+
+
+def queries(root: Path, run_id: str, session: int | None = None) -> dict[str, Any]:
+    """Queried clip pairs from ``videos/queries/index.jsonl`` (one session, or all), with their labels.
+
+    Malformed lines and clip paths that leave ``videos/queries/`` are counted in ``invalid_lines`` and left out;
+    a clip still being rendered has ``exists`` false.
+    """
+    run = run_path(root, run_id)
+    folder = run / "videos" / "queries"
+    index = folder / "index.jsonl"
+    entries, sessions, invalid = [], set(), 0
+    lines = index.read_text(errors="replace").splitlines() if index.is_file() else []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            q = json.loads(line)
+            entry = {
+                "session": int(q["session"]),
+                "query": int(q["query"]),
+                "step": int(q["step"]),
+                "label": _label(q.get("label")),
+            }
+            for side in ("a", "b"):
+                clip = q[f"clip_{side}"]
+                if not isinstance(clip, str):
+                    raise ValueError("clip path")
+                path = run_file(root, run_id, f"videos/queries/{clip}") if (folder / clip).is_file() else None
+                if path is None and not (folder / clip).resolve().is_relative_to(folder.resolve()):
+                    raise ValueError("clip outside videos/queries")
+                entry[f"clip_{side}"] = f"videos/queries/{clip}"
+                entry[f"exists_{side}"] = path is not None
+        except (KeyError, TypeError, ValueError, NotFound):
+            invalid += 1
+            continue
+        entry["label_name"] = LABEL_NAMES[entry["label"]]
+        sessions.add(entry["session"])
+        if session is None or entry["session"] == session:
+            entries.append(entry)
+    return {"sessions": sorted(sessions), "queries": entries, "invalid_lines": invalid}
