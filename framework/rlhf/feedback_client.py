@@ -88,8 +88,9 @@ class LabelLog:
             self.labels.pop(ev.query_id, None)
             self.skipped.discard(ev.query_id)
             if ev.type == "label":
-                assert ev.label is not None
-                self.labels[ev.query_id] = ev.label
+                if ev.label not in (0.0, 0.5, 1.0):
+                    raise ValueError(f"label event {ev.seq} carries {ev.label!r}, not P(B > A) in {{0, 0.5, 1}}")
+                self.labels[ev.query_id] = float(ev.label)
             elif ev.type == "skip":
                 self.skipped.add(ev.query_id)
             self.last_seq = ev.seq
