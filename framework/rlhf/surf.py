@@ -12,9 +12,11 @@ SURF plugs into :func:`rlhf.reward_training.train_reward_ensemble` through its t
   is ignored. Each member's loss is λ_ssl · mean over the U unlabelled pairs of (confident · CE(cropped pair,
   pseudo-label)) — a mean over all U pairs as in SURF's code (FixMatch style), so few confident pairs weigh little.
 
-Everything is batched over pairs and steps. Pseudo-labels are recomputed with the current ensemble each time the
-walk over the unlabelled pool starts a new pass (about once per reward-model epoch), instead of once per member
-and minibatch; this keeps SURF's cost near that of the supervised loss.
+Everything is batched over pairs and steps. The unlabelled pool (ratio × min(labels, 1024) pairs) is drawn once per
+session; each member's minibatch takes ratio × B random pairs of it. Pseudo-labels are re-derived with the current
+ensemble about once per epoch over the labels (every M × labels labelled pairs trained on), not for every member
+and minibatch: measured on 2 CPU cores (Hopper sizes, 400 labels, 3 × 256 × 3 members), per-minibatch
+pseudo-labelling made reward training 2.6× slower than without SURF.
 """
 
 from __future__ import annotations
@@ -144,8 +146,7 @@ class Surf:
         self.ensemble: RewardEnsemble | None = None
         self.rng = np.random.default_rng(0)
         self.pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # obs, act, mask (P, 2, H, ·)
-        self.order = np.zeros(0, np.int64)
-        self.cursor = 0
+        self.seen = self.refresh_every = 0  # labelled pairs trained on since the pseudo-labels were derived
         self.pseudo = self.confident = torch.zeros(0)
         self.last_confident_fraction = float("nan")
 
@@ -166,7 +167,8 @@ class Surf:
             stack(seg_a.actions, seg_b.actions).float(),
             stack(seg_a.mask, seg_b.mask),
         )
-        self.order, self.cursor = np.zeros(0, np.int64), 0
+        # pseudo-labels are re-derived after every len(ensemble) × labelled_pairs labelled pairs (all members' calls)
+        self.refresh_every, self.seen = len(ensemble) * max(1, labelled_pairs), len(ensemble) * max(1, labelled_pairs)
         return {"augment": self.augment, "extra_loss": self.extra_loss}
 
     def augment(self, obs, act, mask, labels) -> tuple[torch.Tensor, ...]:
@@ -187,24 +189,16 @@ class Surf:
         self.pseudo, self.confident = confident_pseudo_labels(probs, self.cfg.tau)
         self.last_confident_fraction = float(self.confident.float().mean())
 
-    def _next_indices(self, count: int) -> np.ndarray:
-        """The next ``count`` pool indices of a random walk over the pool; a new pass re-derives pseudo-labels."""
-        out = []
-        while count > 0:
-            if self.cursor >= len(self.order):
-                self.order, self.cursor = self.rng.permutation(len(self.pool[0])), 0
-                self._relabel_pool()
-            take = self.order[self.cursor : self.cursor + count]
-            self.cursor += len(take)
-            count -= len(take)
-            out.append(take)
-        return np.concatenate(out)
-
     def extra_loss(self, m: int, labelled: int) -> torch.Tensor:
         """λ_ssl · pseudo-labelled loss of member m on ratio × ``labelled`` cropped unlabelled pairs; () tensor."""
         if self.pool is None or self.cfg.lambda_ssl == 0:
             return torch.zeros((), device=self.ensemble.device if self.ensemble is not None else None)
-        idx = torch.as_tensor(self._next_indices(self.cfg.unlabeled_batch_ratio * labelled))
+        if self.seen >= self.refresh_every:  # about once per epoch over the labels: fresh pseudo-labels
+            self._relabel_pool()
+            self.seen = 0
+        self.seen += labelled
+        count, pool_size = self.cfg.unlabeled_batch_ratio * labelled, len(self.pool[0])
+        idx = torch.as_tensor(self.rng.choice(pool_size, size=count, replace=count > pool_size))
         obs, act, mask = (x[idx.to(x.device)] for x in self.pool)
         lengths, starts = crop_windows(len(idx), self.horizon, self.cfg.min_offset, self.cfg.max_offset, self.rng)
         obs, act, mask = crop_pairs(obs, act, mask, lengths, starts, self.out_length)
