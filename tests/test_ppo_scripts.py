@@ -162,3 +162,19 @@ def test_help_documents_the_ppo_flags(capsys):
     assert "--explore-batch-size" not in text and "--explore-learning-starts" not in text  # SAC-only knobs
     defaults = pref_ppo.Args()
     assert defaults.teacher_feedback_schedule == "linear" and not defaults.surf and not defaults.rune
+
+
+LEARN = {"--env-id": "InvertedPendulum-v5", "--total-timesteps": 40960, "--evaluation-frequency": 10240,
+         "--evaluation-episodes": 10}  # fmt: skip
+LEARN_PREF = {"--total-explore-steps": 4096, "--teacher-feedback-total-queries": 200,
+              "--teacher-feedback-num-queries-per-session": 20, "--trajectory-length": 50}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["ppo", "pref_ppo"])
+def test_learns_inverted_pendulum(tmp_path, algorithm):
+    """PPO on the true reward and PrefPPO with 200 oracle labels both reach a true return >= 900 (seed 1; see
+    benchmarks/learning_ppo.py for more seeds)."""
+    module = ppo if algorithm == "ppo" else pref_ppo
+    m = run_in_process(module, argv({**LEARN, **(LEARN_PREF if algorithm == "pref_ppo" else {})}, tmp_path))
+    assert max(v for _, v in scalars(m["run_dir"])["eval/mean_return"]) >= 900
