@@ -23,6 +23,12 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+function swatch(color) {
+  const node = el("span", { class: "swatch" });
+  node.style.backgroundColor = color; // through the CSSOM: the page's CSP allows no inline style attributes
+  return node;
+}
+
 function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -88,10 +94,10 @@ function renderRuns() {
     const box = el("input", { type: "checkbox", "aria-label": `select ${r.id}`, checked: selected });
     box.addEventListener("click", (e) => e.stopPropagation());
     box.addEventListener("change", () => toggle(r.id));
-    const swatch = selected ? el("span", { class: "swatch", style: `background:${colorOf(r.id)}` }) : null;
+    const dot = selected ? swatch(colorOf(r.id)) : null;
     return el("tr", { class: selected ? "selected" : "", "data-run": r.id, title: r.id, onclick: () => toggle(r.id) },
       el("td", {}, box),
-      el("td", {}, swatch, r.env_id || "—"),
+      el("td", {}, dot, r.env_id || "—"),
       el("td", { text: r.exp_name || "—" }),
       el("td", { class: "num", text: r.seed ?? "—" }),
       el("td", { text: r.date }),
@@ -200,7 +206,7 @@ async function renderCurves() {
   drawChart($("chart-labels"), byLabels, "labels (feedback/total_labels)", label,
     "no run with preference labels selected (oracle baselines have none)");
   $("legend").replaceChildren(...results.map(({ id, data }) => el("span", {},
-    el("span", { class: "swatch", style: `background:${colorOf(id)}` }), id + (data.has_labels ? "" : " (no labels)"))));
+    swatch(colorOf(id)), id + (data.has_labels ? "" : " (no labels)"))));
 }
 
 // ---- videos --------------------------------------------------------------------------------------------------
@@ -214,7 +220,7 @@ async function renderVideos() {
   const columns = await Promise.all(state.selected.map(async (id) => {
     const data = await getJSON(apiUrl(id, "videos"));
     const col = el("div", { class: "column", "data-run": id },
-      el("h3", { title: id }, el("span", { class: "swatch", style: `background:${colorOf(id)}` }), id));
+      el("h3", { title: id }, swatch(colorOf(id)), id));
     if (!data.eval.length) {
       col.append(el("p", { class: "muted", text: "no evaluation videos (train with --capture-video)" }));
     } else {
@@ -261,7 +267,7 @@ function clipBox(id, q, side) {
   const preferred = (side === "a" && q.label === 0) || (side === "b" && q.label === 1);
   const box = el("div", { class: "clip" + (preferred ? " preferred" : q.label === 0.5 ? " equal" : "") });
   if (q[`exists_${side}`]) {
-    const v = el("video", { src: fileUrl(id, rel), muted: true, loop: true, playsinline: true, preload: "metadata" });
+    const v = el("video", { src: fileUrl(id, rel), muted: true, loop: true, playsinline: true, preload: "auto" });
     box.addEventListener("mouseenter", () => v.play().catch(() => {}));
     box.addEventListener("mouseleave", () => v.pause());
     box.append(v);
@@ -285,7 +291,7 @@ async function renderQueryList(id, session, list) {
 async function renderQueries() {
   const columns = await Promise.all(state.selected.map(async (id) => {
     const col = el("div", { class: "column", "data-run": id },
-      el("h3", { title: id }, el("span", { class: "swatch", style: `background:${colorOf(id)}` }), id));
+      el("h3", { title: id }, swatch(colorOf(id)), id));
     const all = await getJSON(apiUrl(id, "queries"));
     if (!all.sessions.length) {
       col.append(el("p", { class: "muted", text: "no queried clips (sac_rlhf.py / pref_ppo.py with --capture-video)" }));

@@ -1,0 +1,36 @@
+"""The documented command: starts from the repo root, binds 127.0.0.1, answers; bad flags exit 2 with a message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+from .toolbox_testutil import REPO_ROOT, ToolboxServer
+
+
+def test_starts_from_the_repo_root_on_loopback(runs_root):
+    server = ToolboxServer(runs_root)
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(server.url + "/api/runs", timeout=10) as r:
+            runs = json.load(r)["runs"]
+        assert len(runs) == 4
+        with urllib.request.urlopen(server.url + "/", timeout=10) as r:
+            assert b"CleanRLHF toolbox" in r.read()
+    finally:
+        server.close()
+
+
+def test_bad_flags(tmp_path):
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "toolbox/toolbox.py", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        )
+
+    missing = run("--runs-dir", str(tmp_path / "absent"))
+    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    assert run("--port", "70000", "--runs-dir", str(tmp_path)).returncode == 2
+    help_text = run("-h")
+    assert help_text.returncode == 0 and "--runs-dir" in help_text.stdout and "127.0.0.1" in help_text.stdout
