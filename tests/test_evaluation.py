@@ -10,12 +10,14 @@ from pathlib import Path
 
 import evaluation
 import numpy as np
+import pref_ppo
 import pytest
 import sac_rlhf
 import torch
 import tyro
 from conftest import FRAMEWORK, REPO_ROOT
 from script_runs import TINY_SAC_RLHF, argv, run_in_process
+from test_pref_ppo_labels import TINY_PREF_PPO
 
 from rlhf.agent import SAC, SACConfig
 from rlhf.checkpoint import save_state
@@ -72,7 +74,8 @@ def check_outputs(result: dict, episodes: int, videos: int) -> None:
 
 
 def test_real_sac_rlhf_checkpoint(tmp_path, capsys):
-    run_dir = Path(run_in_process(sac_rlhf, argv(TINY_SAC_RLHF, tmp_path / "runs"))["run_dir"])
+    trained = run_in_process(sac_rlhf, argv(TINY_SAC_RLHF, tmp_path / "runs"))
+    run_dir = Path(trained["run_dir"])
     capsys.readouterr()
     result = evaluate("--path-to-model", str(run_dir), "--episodes", "2", "--video-size", "64")
     printed = capsys.readouterr().out
@@ -105,6 +108,31 @@ def test_real_sac_rlhf_checkpoint(tmp_path, capsys):
         str(tmp_path / "explore"),
     )
     assert explore["algorithm"] == "sac" and explore["env_id"] == "Hopper-v5"
+    # with the seed of the script's final evaluation (seed + 10000 + step), the same return as the script logged
+    final = evaluate(
+        "--path-to-model",
+        str(run_dir),
+        "--episodes",
+        "1",
+        "--seed",
+        str(1 + 10_000 + 900),
+        "--no-capture-video",
+        "--output-dir",
+        str(tmp_path / "final"),
+    )
+    assert final["mean"] == pytest.approx(trained["eval/mean_return"], rel=1e-9)
+
+
+def test_real_pref_ppo_checkpoint_reproduces_the_scripts_final_evaluation(tmp_path):
+    trained = run_in_process(pref_ppo, argv(TINY_PREF_PPO, tmp_path / "runs"))
+    step = int(trained["step"])
+    result = evaluate(
+        "--path-to-model", trained["run_dir"], "--episodes", "1", "--seed", str(1 + 10_000 + step), "--video-size", "64"
+    )
+    assert result["algorithm"] == "pref_ppo" and result["env_id"] == "InvertedPendulum-v5" and result["step"] == step
+    check_outputs(result, episodes=1, videos=1)
+    # the observation-normalisation statistics stored with the agent are used: same return as the script's
+    assert result["mean"] == pytest.approx(trained["eval/mean_return"], rel=1e-9)
 
 
 def test_sac_checkpoint_with_a_subset_of_episodes_filmed(tmp_path):
