@@ -22,27 +22,19 @@ import torch
 import tyro
 
 from rlhf.checkpoint import CheckpointError, load_state, rng_state, save_state
-from rlhf.config import (
-    ConfigError,
-    ExplorationArgs,
-    FeedbackArgs,
-    GeneralArgs,
-    RuneArgs,
-    SurfArgs,
-    parse_pref_buffer_sessions,
-)
+from rlhf.config import ConfigError, ExplorationArgs, FeedbackArgs, GeneralArgs, RuneArgs, SurfArgs, check_feedback_args
 from rlhf.envs import configure_headless_rendering, env_info, get_physics_state, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.exploration import RunningStd, state_entropy_reward
-from rlhf.feedback import FeedbackStats, SessionConfig, SimulatedAnswers, feedback_session, pearson
+from rlhf.feedback import FeedbackStats, learn_from_answers, pearson, session_config
 from rlhf.ppo_agent import PPOAgent, PPOArgs, RewardScaler, check_ppo_args, ppo_update
 from rlhf.preferences import PreferenceDataset
+from rlhf.queries import select_queries
 from rlhf.reward_model import RewardEnsemble, predict_rewards
-from rlhf.reward_training import RewardTrainingConfig
 from rlhf.rollout import RolloutBuffer, RolloutWindow, final_observations, make_vector_env
 from rlhf.schedule import session_steps
 from rlhf.surf import Surf, check_surf_args, rune_reward, surf_config
-from rlhf.teacher import SimulatedTeacher
+from rlhf.teacher_factory import check_server_url, human_teacher, simulated_teacher
 from rlhf.tracking import (
     EpisodeWindow,
     ProgressBar,
@@ -53,6 +45,7 @@ from rlhf.tracking import (
     select_device,
     setup_logging,
 )
+from rlhf.video import EvaluationRecorder, QueryClipRecorder
 
 log = logging.getLogger("cleanrlhf")
 
@@ -74,42 +67,11 @@ class Args(PPOArgs, SurfArgs, RuneArgs, ExplorationArgs, FeedbackArgs, GeneralAr
 
 def validate(args: Args) -> None:
     """Flag checks that need no environment; raise ValueError naming the flag."""
-    positive = [
-        "total_timesteps",
-        "teacher_feedback_num_queries_per_session",
-        "trajectory_length",
-        "teacher_update_epochs",
-        "teacher_minibatch_size",
-        "teacher_feedback_batch_size",
-        "reward_net_ensemble_size",
-        "reward_net_hidden_dim",
-        "evaluation_frequency",
-        "evaluation_episodes",
-        "log_frequency",
-        "query_pool_multiplier",
-        "query_window_rollouts",
-    ]
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("teacher_feedback_total_queries", "total_explore_steps", "reward_net_hidden_layers", "threads"):
-        if getattr(args, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    check_ppo_args(args)
+    check_feedback_args(args)
     check_surf_args(args)
-    parse_pref_buffer_sessions(args.pref_buffer_size_sessions)
-    if args.teacher_feedback_num_queries_per_session > args.teacher_feedback_total_queries:
-        raise ValueError("--teacher-feedback-num-queries-per-session exceeds --teacher-feedback-total-queries")
-    if not 0.0 <= args.reward_net_val_split < 1.0 or not 0.0 <= args.reward_net_dropout < 1.0:
-        raise ValueError("--reward-net-val-split and --reward-net-dropout must be in [0, 1)")
-    if args.teacher_feedback_mode != "simulated":
-        raise ValueError("--teacher-feedback-mode human: the labelling server integration is not part of this build")
-    if args.capture_video and args.render_mode == "human":
-        raise ValueError("--capture-video and --render-mode human cannot be used together in one run")
-    if args.exploration_load and not (args.path_to_replay_buffer and args.path_to_model):
-        raise ValueError("--exploration-load needs --path-to-replay-buffer and --path-to-model")
-    if args.rune and not (args.rune_beta >= 0 and 0 <= args.rune_beta_decay < 1):
-        raise ValueError("--rune-beta must be >= 0 and --rune-beta-decay in [0, 1)")
+    check_ppo_args(args)
+    if args.query_window_rollouts <= 0:
+        raise ValueError(f"--query-window-rollouts must be positive, got {args.query_window_rollouts}")
     batch = args.num_envs * args.num_steps
     explore = args.total_explore_steps if args.unsupervised_exploration else 0
     if -(-explore // batch) * batch >= (args.total_timesteps // batch) * batch:
@@ -117,6 +79,8 @@ def validate(args: Args) -> None:
             f"--total-explore-steps ({explore}) leaves no rollout of --total-timesteps ({args.total_timesteps}) "
             f"for learning from feedback (one rollout = --num-envs × --num-steps = {batch} steps)"
         )
+    if args.teacher_feedback_mode == "human":
+        check_server_url(args.feedback_server_url)
 
 
 def crossed(before: int, after: int, every: int) -> bool:
@@ -148,7 +112,8 @@ def main(args: Args) -> dict[str, float]:
             num_sessions,
             args.teacher_feedback_exponential_lambda,
         )
-        eval_env = make_env(args.env_id, seed=args.seed + 1)
+        video_size = {"width": 240, "height": 240} if args.capture_video else {}
+        eval_env = make_env(args.env_id, args.seed + 1, "rgb_array" if args.capture_video else None, **video_size)
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -175,32 +140,7 @@ def main(args: Args) -> dict[str, float]:
             N, args.query_window_rollouts * T, info.obs_dim, info.act_dim, info.physics_state_dim
         )
         prefs = PreferenceDataset(H, info.obs_dim, info.act_dim, info.physics_state_dim)
-        teacher = SimulatedAnswers(
-            SimulatedTeacher.from_preset(
-                args.teacher_sim_preset,
-                rng_teacher,
-                beta=args.teacher_sim_beta,
-                gamma=args.teacher_sim_gamma,
-                epsilon=args.teacher_sim_epsilon,
-                delta_skip=args.teacher_sim_delta_skip,
-                delta_equal=args.teacher_sim_delta_equal,
-            )
-        )
-        training = RewardTrainingConfig(
-            args.teacher_update_epochs,
-            args.teacher_batch_strategy,
-            args.teacher_minibatch_size,
-            args.teacher_feedback_batch_size,
-        )
-        session_cfg = SessionConfig(
-            args.teacher_feedback_num_queries_per_session,
-            args.query_pool_multiplier,
-            H,
-            args.preference_sampling,
-            args.reward_net_val_split,
-            parse_pref_buffer_sessions(args.pref_buffer_size_sessions),
-            training,
-        )
+        session_cfg = session_config(args)
         stats = FeedbackStats()
         surf = Surf(surf_config(args), H) if args.surf else None
 
@@ -213,10 +153,17 @@ def main(args: Args) -> dict[str, float]:
                 raise ValueError(f"--exploration-load: cannot load the exploration checkpoint: {e}") from e
             start_iteration = explore_iterations
             log.info("loaded %d exploration transitions; skipping exploration", segment_window.size)
+        run_dir = make_run_dir(args.runs_dir, run_name(args.env_id, exp_name, args.seed))
+        server = None
+        if args.teacher_feedback_mode == "human":
+            teacher, server = human_teacher(args, run_dir, completed_sessions=set())
+        else:
+            teacher = simulated_teacher(args, rng_teacher)
     except ValueError as e:
+        if "run_dir" in locals() and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # nothing was started
         raise ConfigError(str(e)) from e
 
-    run_dir = make_run_dir(args.runs_dir, run_name(args.env_id, exp_name, args.seed))
     tracker = Tracker(run_dir, args, args.track, args.wandb_project_name, args.wandb_entity)
     log.info("run directory %s; feedback sessions after steps %s", run_dir, sessions.tolist())
 
@@ -225,15 +172,46 @@ def main(args: Args) -> dict[str, float]:
             agent.obs_norm.update(obs)
         return agent.obs_norm(torch.as_tensor(obs, dtype=torch.float32, device=device))
 
+    query_clips = QueryClipRecorder(run_dir / "videos" / "queries", args.env_id) if args.capture_video else None
+    eval_video = EvaluationRecorder(run_dir / "videos" / "eval", eval_env) if args.capture_video else None
+
     def evaluate(step: int) -> dict[str, float]:
-        return evaluate_policy(agent.act, eval_env, args.evaluation_episodes, seed=args.seed + 10_000 + step)
+        video = {}
+        if eval_video:
+            video = {"on_frame": eval_video.on_frame, "frame_every": eval_video.frame_every, "record_episodes": 1}
+        metrics = evaluate_policy(agent.act, eval_env, args.evaluation_episodes, args.seed + 10_000 + step, **video)
+        if eval_video:
+            eval_video.save(step)
+        return metrics
+
+    def learn(answered, step: int, idle_seconds: float) -> None:
+        """Store the answered sessions' labels (with their segments' data) and train the reward ensemble."""
+        t0 = time.time()
+        for answers in answered:
+            if query_clips:
+                query_clips.record(answers.seg_a, answers.seg_b, answers.labels, answers.session, step)
+        labelled = len(prefs) + sum(int((~np.isnan(a.labels)).sum()) for a in answered)
+        hooks = surf.prepare(segment_window, ensemble, labelled, rng_queries) if surf else {}  # SURF's hooks
+        metrics = learn_from_answers(answered, prefs, stats, ensemble, reward_optimizer, session_cfg, rng_queries,
+                                     **hooks)  # fmt: skip
+        if surf:
+            metrics["reward_model/surf_confident_fraction"] = surf.last_confident_fraction
+        metrics["feedback/session_seconds"] = time.time() - t0
+        metrics["feedback/wait_seconds"] = idle_seconds  # training stood still waiting for answers
+        if getattr(teacher, "render_seconds", None):
+            metrics["feedback/clip_render_seconds"] = float(np.mean(teacher.render_seconds))
+        tracker.scalars({**metrics, **stats.as_scalars()}, step)
+        log.info("step %d: %d labels, reward model val accuracy %.3f", step, stats.total_labels,
+                 metrics["reward_model/val_accuracy"])  # fmt: skip
 
     # ---- the loop ---------------------------------------------------------------------------------------------
     next_obs, _ = envs.reset(seed=args.seed)
     episode_return, episode_length = np.zeros(N), np.zeros(N, np.int64)
     reward_scaler = RewardScaler(N, args.gamma)
     explore_norm = RunningStd()
-    next_session = 0
+    next_session = reward_updates = 0
+    train_metrics: dict[str, float] = {}
+    waiting = False  # sessions were just asked and --feedback-wait holds training until they are answered
     last_eval = float("nan")
     early_stopping = EarlyStopping(
         args.early_stopping, args.early_stopping_step, args.early_stop_patience, args.early_stopping_mean
@@ -291,63 +269,46 @@ def main(args: Args) -> dict[str, float]:
                     exploration_dir = run_dir / "exploration"
                     save_state(exploration_dir / "agent", {"agent": agent.state_dict(), "step": global_step})
                     save_state(exploration_dir / "replay_buffer", segment_window.state_dict())
-                    reward_scaler = RewardScaler(N, args.gamma)  # the learned reward has another scale
             else:
-                # (3) feedback sessions due by now: queries from the window's segments, labels keep their data
+                # (3) ask the sessions due by now (queries from the window's segments), learn from the answers in
                 while next_session < len(sessions) and global_step >= sessions[next_session]:
-                    t0 = time.time()
-                    labelled = len(prefs) + args.teacher_feedback_num_queries_per_session
-                    hooks = surf.prepare(segment_window, ensemble, labelled, rng_queries) if surf else {}
-                    metrics = feedback_session(
-                        segment_window,
-                        ensemble,
-                        reward_optimizer,
-                        teacher,
-                        prefs,
-                        stats,
-                        next_session,
-                        session_cfg,
-                        rng_queries,
-                        **hooks,
-                    )
-                    if surf:
-                        metrics["reward_model/surf_confident_fraction"] = surf.last_confident_fraction
-                    metrics["feedback/session_seconds"] = time.time() - t0
-                    tracker.scalars({**metrics, **stats.as_scalars()}, global_step)
-                    log.info(
-                        "session %d at step %d: %d labels, val accuracy %.3f",
-                        next_session,
-                        global_step,
-                        stats.total_labels,
-                        metrics["reward_model/val_accuracy"],
-                    )
-                    next_session += 1
+                    pool = session_cfg.num_queries * session_cfg.pool_multiplier
+                    seg_a, seg_b = select_queries(segment_window, ensemble, session_cfg.num_queries, pool, H,
+                                                  session_cfg.strategy, rng_queries)  # fmt: skip
+                    teacher.submit(seg_a, seg_b, next_session)
+                    next_session, waiting = next_session + 1, args.feedback_wait
+                if next_session > 0:  # a human's answers may come in at any time
+                    t_wait = time.time()
+                    answered = teacher.collect(wait=waiting, timeout=args.feedback_timeout)
+                    waiting = False
+                    if answered:
+                        learn(answered, global_step, time.time() - t_wait)
+                        if reward_updates == 0:
+                            reward_scaler = RewardScaler(N, args.gamma)  # the learned reward has its own scale
+                        reward_updates += 1
                 # (4) relabel the rollout with the learned reward (+ RUNE: β_t · ensemble std, t = each step's own)
                 mean, std = predict_rewards(ensemble, flat_obs, flat_act)
                 mean, std = mean.reshape(T, N), std.reshape(T, N)
-                raw_rewards = (
-                    rune_reward(mean, std, args.rune_beta, args.rune_beta_decay, rollout.steps) if args.rune else mean
-                )
-                train_reward_metrics = {
-                    "reward_model/pearson": pearson(mean.reshape(-1), rollout.true_rewards.reshape(-1)),
-                    "reward_model/ensemble_std": float(std.mean()),
-                }
+                rune = args.rune_beta, args.rune_beta_decay
+                raw_rewards = rune_reward(mean, std, *rune, rollout.steps) if args.rune else mean
+                train_metrics["reward_model/pearson"] = pearson(mean.reshape(-1), rollout.true_rewards.reshape(-1))
+                train_metrics["reward_model/ensemble_std"] = float(std.mean())
 
-            # (5) GAE on the (scaled) rollout reward, then the PPO update
-            rewards = reward_scaler(raw_rewards, rollout.terminated | rollout.truncated)
-            advantages, returns = rollout.advantages(rewards, args.gamma, args.gae_lambda)
-            flat = {
-                "obs": rollout.obs.reshape(batch_size, -1),
-                "actions": rollout.actions.reshape(batch_size, -1),
-                "logprobs": rollout.logprobs.reshape(-1),
-                "advantages": advantages.reshape(-1),
-                "returns": returns.reshape(-1),
-                "values": rollout.values.reshape(-1),
-            }
-            batch = {k: torch.as_tensor(v, device=device) for k, v in flat.items()}
-            train_metrics = ppo_update(agent, optimizer, batch, args, rng_ppo)
-            if not exploring:
-                train_metrics.update(train_reward_metrics)
+            # (5) GAE on the (scaled) rollout reward, then the PPO update; none while no reward model exists yet
+            # (people may still be labelling the first session with --no-feedback-wait)
+            if exploring or reward_updates > 0:
+                rewards = reward_scaler(raw_rewards, rollout.terminated | rollout.truncated)
+                advantages, returns = rollout.advantages(rewards, args.gamma, args.gae_lambda)
+                flat = {
+                    "obs": rollout.obs.reshape(batch_size, -1),
+                    "actions": rollout.actions.reshape(batch_size, -1),
+                    "logprobs": rollout.logprobs.reshape(-1),
+                    "advantages": advantages.reshape(-1),
+                    "returns": returns.reshape(-1),
+                    "values": rollout.values.reshape(-1),
+                }
+                batch = {k: torch.as_tensor(v, device=device) for k, v in flat.items()}
+                train_metrics |= ppo_update(agent, optimizer, batch, args, rng_ppo)
 
             # (6) logging, evaluation, early stopping
             if crossed(start_step, global_step, args.log_frequency) or iteration == num_iterations - 1:
@@ -376,6 +337,7 @@ def main(args: Args) -> dict[str, float]:
                 "env_id": args.env_id,
                 "step": global_step,
                 "next_session": next_session,
+                "reward_updates": reward_updates,
                 "agent": agent.state_dict(),  # includes the observation-normalisation statistics
                 "optimizer": optimizer.state_dict(),
                 "reward_scaler": reward_scaler.state_dict(),
@@ -390,6 +352,11 @@ def main(args: Args) -> dict[str, float]:
             log.info("checkpoint saved to %s", run_dir / "checkpoints" / "final")
         tracker.scalars(stats.as_scalars(), global_step)
         tracker.close()
+        teacher.close()
+        if query_clips:
+            query_clips.close()
+        if server:
+            server.stop()
         envs.close()
         eval_env.close()
     if interrupted:

@@ -104,3 +104,30 @@ def test_labels_keep_their_data_after_the_rollout_buffer_is_overwritten(tmp_path
     stored = np.concatenate([rb.obs[: rb.size] for rb in final.buffers])
     first = seen[0][0].obs[seen[0][0].mask]
     assert not (first[:, None, :] == stored[None, :, :]).all(-1).any()
+
+
+def test_human_labels_reach_pref_ppo(tmp_path):
+    """People label through the server's HTTP routes (a scripted labeller); the trainer stores exactly their answers
+    with the segments it rendered."""
+    import threading
+
+    from test_human_teacher import check_trainer_got_exactly, label_everything
+
+    from rlhf.feedback_client import start_feedback_server
+
+    server = start_feedback_server(port=0, data_dir=tmp_path / "server_data")
+    given: dict = {}
+    stop = threading.Event()
+    labeller = threading.Thread(target=label_everything, args=(server.url, given, stop), daemon=True)
+    labeller.start()
+    flags = argv(TINY_PREF_PPO, tmp_path / "runs", "--teacher-feedback-mode", "human", "--feedback-server-url",
+                 server.url, teacher_feedback_total_queries=8, feedback_clip_size=48)  # fmt: skip
+    try:
+        m = run_in_process(pref_ppo, flags)
+    finally:
+        stop.set()
+        labeller.join(timeout=15)
+        server.stop()
+    run_dir = Path(m["run_dir"])
+    check_trainer_got_exactly(run_dir, given)
+    assert m["feedback/sessions"] == 2 and m["feedback/skipped"] == 2  # the labeller skips every 4th query
