@@ -126,11 +126,11 @@ function toggle(id) {
 
 // ---- learning curves -----------------------------------------------------------------------------------------
 
-function niceTicks(lo, hi, count = 5) {
+function niceTicks(lo, hi, integer = false, count = 5) {
   if (!(hi > lo)) { const pad = Math.abs(lo) * 0.1 || 1; lo -= pad; hi += pad; }
-  const raw = (hi - lo) / count;
+  const raw = Math.max((hi - lo) / count, integer ? 1 : 0);
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw);
+  const step = (integer ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10]).map((m) => m * mag).find((s) => s >= raw);
   const start = Math.floor(lo / step) * step, end = Math.ceil(hi / step) * step;
   const ticks = [];
   for (let t = start; t <= end + step / 2; t += step) ticks.push(+t.toPrecision(12));
@@ -142,7 +142,7 @@ function smooth(points, weight) {
   return points.map(([x, y]) => { last = last === null ? y : last * weight + (1 - weight) * y; return [x, last]; });
 }
 
-function drawChart(node, series, xLabel, yLabel, emptyText) {
+function drawChart(node, series, xLabel, yLabel, emptyText, integerX = false) {
   const W = 560, H = 320, m = { l: 58, r: 14, t: 10, b: 40 };
   node.replaceChildren();
   const all = series.flatMap((s) => s.points);
@@ -150,8 +150,9 @@ function drawChart(node, series, xLabel, yLabel, emptyText) {
     node.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" }, emptyText));
     return;
   }
-  const xt = niceTicks(Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0])));
-  const yt = niceTicks(Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1])));
+  const extent = (i) => all.reduce(([lo, hi], p) => [Math.min(lo, p[i]), Math.max(hi, p[i])], [Infinity, -Infinity]);
+  const xt = niceTicks(...extent(0), integerX);
+  const yt = niceTicks(...extent(1));
   const [x0, x1, y0, y1] = [xt[0], xt[xt.length - 1], yt[0], yt[yt.length - 1]];
   const X = (x) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
   const Y = (y) => H - m.b - ((y - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
@@ -204,7 +205,7 @@ async function renderCurves() {
   $("caption-labels").textContent = `${label} vs number of labels`;
   drawChart($("chart-steps"), bySteps, "environment steps", label, `no ${metric} logged in the selected runs`);
   drawChart($("chart-labels"), byLabels, "labels (feedback/total_labels)", label,
-    "no run with preference labels selected (oracle baselines have none)");
+    "no run with preference labels selected (oracle baselines have none)", true);
   $("legend").replaceChildren(...results.map(({ id, data }) => el("span", {},
     swatch(colorOf(id)), id + (data.has_labels ? "" : " (no labels)"))));
 }
