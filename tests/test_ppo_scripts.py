@@ -137,7 +137,7 @@ def test_ppo_cli_from_the_repo_root(tmp_path):
         (pref_ppo, ["--num-minibatches", "3"], "--num-minibatches"),
         (pref_ppo, ["--total-explore-steps", "1536"], "--total-explore-steps"),
         (pref_ppo, ["--surf", "--max-augmentation-offset", "16"], "--max-augmentation-offset"),
-        (pref_ppo, ["--teacher-feedback-mode", "human"], "labelling server"),
+        (pref_ppo, ["--teacher-feedback-mode", "human", "--feedback-server-url", "ftp://x"], "--feedback-server-url"),
         (pref_ppo, ["--query-window-rollouts", "0"], "--query-window-rollouts"),
     ],
 )
