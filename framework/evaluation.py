@@ -33,6 +33,11 @@ from rlhf.evaluate import summary
 SAC_ALGORITHMS = ("sac_rlhf", "sac")
 PPO_ALGORITHMS = ("pref_ppo", "ppo")
 MAX_VIDEO_FPS = 30.0
+DESCRIPTION = (
+    "Evaluate a saved policy (a checkpoint of sac_rlhf.py, sac.py, pref_ppo.py or ppo.py) on the true environment "
+    "return with its deterministic action: prints mean, std, 95 % CI of the mean, min, max and median, and writes "
+    "episode_NNN.mp4 videos, returns.png and summary.json to --output-dir (default <run>/evaluation/)."
+)
 
 
 @dataclass
@@ -308,7 +313,7 @@ def main(args: Args) -> dict:
 def cli(argv: list[str] | None = None) -> int:
     import tyro
 
-    args = tyro.cli(Args, args=argv, description=__doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[1])
+    args = tyro.cli(Args, args=argv, description=DESCRIPTION)
     try:
         main(args)
     except (CheckpointError, EvaluationError) as e:
