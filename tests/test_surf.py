@@ -237,3 +237,20 @@ def test_crop_loss_is_finite_for_a_pair_cropped_into_padding():
 
     logit = member_logits(ens, 0, o, a, k)
     assert torch.isfinite(F.binary_cross_entropy_with_logits(logit, torch.ones(1)))
+
+
+def test_pool_size_and_a_custom_selector():
+    H, calls = 8, []
+    ens = LinearEnsemble([1.0])
+
+    def selector(n, pool, length, strategy, rng):
+        calls.append((n, pool, length, strategy))
+        return _segments(np.zeros(n), H), _segments(np.ones(n), H)
+
+    cfg = SurfConfig(unlabeled_batch_ratio=3, strategy="disagree", pool_multiplier=10, min_offset=0, max_offset=2)
+    surf = Surf(cfg, H)
+    surf.prepare(FixedSource([]), ens, labelled_pairs=50, rng=np.random.default_rng(0), selector=selector)
+    assert calls == [(150, 1500, H, "disagree")] and surf.pool[0].shape == (150, 2, H, 1)
+    surf.prepare(FixedSource([]), ens, labelled_pairs=5000, rng=np.random.default_rng(0), selector=selector)
+    # the pool is capped at ratio × 1024 pairs, the scored candidates at max(pool, 4096)
+    assert calls[-1] == (3 * 1024, 4096, H, "disagree")

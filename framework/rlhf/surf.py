@@ -21,6 +21,7 @@ pseudo-labelling made reward training 2.6× slower than without SURF.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -151,17 +152,27 @@ class Surf:
         self.last_confident_fraction = float("nan")
 
     def prepare(
-        self, source: SegmentSource, ensemble: RewardEnsemble, labelled_pairs: int, rng: np.random.Generator
+        self,
+        source: SegmentSource,
+        ensemble: RewardEnsemble,
+        labelled_pairs: int,
+        rng: np.random.Generator,
+        selector: Callable[..., tuple[Segments, Segments]] | None = None,
     ) -> dict:
         """Draw this session's unlabelled pool from ``source`` and return the hooks for ``train_reward_ensemble``
-        (``feedback_session(..., **hooks)``). ``labelled_pairs`` sizes the pool: ratio × min(labels, 1024)."""
+        (``learn_from_answers(..., **hooks)``). ``labelled_pairs`` sizes the pool: ratio × min(labels, 1024).
+        ``selector(n, pool, H, strategy, rng)`` replaces :func:`rlhf.queries.select_queries` (e.g. scoring the
+        candidates from a replay buffer's reward cache instead of re-evaluating the networks)."""
         cfg = self.cfg
         self.ensemble, self.rng = ensemble, rng
         n = cfg.unlabeled_batch_ratio * max(1, min(labelled_pairs, cfg.max_labelled_basis))
         candidates = min(n * cfg.pool_multiplier, max(n, cfg.max_candidates))
-        seg_a, seg_b = select_queries(source, ensemble, n, candidates, self.horizon, cfg.strategy, rng)
+        if selector is None:
+            seg_a, seg_b = select_queries(source, ensemble, n, candidates, self.horizon, cfg.strategy, rng)
+        else:
+            seg_a, seg_b = selector(n, candidates, self.horizon, cfg.strategy, rng)
         dev = ensemble.device
-        stack = lambda x, y: torch.as_tensor(np.stack([x, y], 1), device=dev)  # noqa: E731
+        stack = lambda x, y: torch.tensor(np.stack([x, y], 1), device=dev)  # noqa: E731  (a copy: see rlhf.tensors)
         self.pool = (
             stack(seg_a.obs, seg_b.obs).float(),
             stack(seg_a.actions, seg_b.actions).float(),
