@@ -18,6 +18,7 @@ from rlhf.config import ConfigError, GeneralArgs, SACArgs
 from rlhf.envs import configure_headless_rendering, env_info, get_physics_state, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.replay import ReplayBuffer
+from rlhf.tensors import to_tensor
 from rlhf.tracking import (
     EpisodeWindow,
     ProgressBar,
@@ -126,7 +127,7 @@ def main(args: Args) -> dict[str, float]:
 
             if step >= args.learning_starts:
                 batch = rb.sample_any(args.batch_size, rng)
-                t = {k: torch.as_tensor(v, device=device, dtype=torch.float32) for k, v in batch.items()}
+                t = {k: to_tensor(v, device) for k, v in batch.items()}
                 train_metrics |= agent.update(
                     t["obs"], t["actions"], t["true_rewards"], t["next_obs"], t["terminated"], step
                 )

@@ -19,18 +19,35 @@ import numpy as np
 import torch
 
 from rlhf.agent import SAC, SACConfig
-from rlhf.checkpoint import CheckpointError, load_state, rng_state, save_state
+from rlhf.checkpoint import (
+    CheckpointError,
+    load_bundle,
+    load_state,
+    restore_rng_state,
+    rng_state,
+    save_bundle,
+    save_state,
+)
 from rlhf.config import (
     ConfigError,
     ExplorationArgs,
     FeedbackArgs,
     GeneralArgs,
+    ResumeArgs,
     RuneArgs,
     SACArgs,
     SurfArgs,
     check_feedback_args,
+    resumed_args,
 )
-from rlhf.envs import configure_headless_rendering, env_info, get_physics_state, make_env
+from rlhf.envs import (
+    configure_headless_rendering,
+    env_info,
+    env_rng_state,
+    get_physics_state,
+    make_env,
+    restore_env_rng_state,
+)
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.exploration import RunningStd, state_entropy_reward
 from rlhf.feedback import FeedbackStats, learn_from_answers, pearson, session_config
@@ -41,6 +58,7 @@ from rlhf.reward_model import RewardEnsemble, predict_member_rewards
 from rlhf.schedule import session_steps
 from rlhf.surf import Surf, check_surf_args, surf_config
 from rlhf.teacher_factory import check_server_url, human_teacher, simulated_teacher
+from rlhf.tensors import to_tensor
 from rlhf.tracking import (
     EpisodeWindow,
     ProgressBar,
@@ -57,7 +75,7 @@ log = logging.getLogger("cleanrlhf")
 
 
 @dataclass
-class Args(SurfArgs, RuneArgs, ExplorationArgs, FeedbackArgs, SACArgs, GeneralArgs):
+class Args(ResumeArgs, SurfArgs, RuneArgs, ExplorationArgs, FeedbackArgs, SACArgs, GeneralArgs):
     """PEBBLE: SAC on a reward learned from preferences."""
 
 
@@ -94,6 +112,8 @@ def main(args: Args) -> dict[str, float]:
     configure_headless_rendering(args.render_mode)
     setup_logging(args.log_level)
     try:  # everything that can reject the flags runs before the run directory exists
+        if args.resume:
+            args = resumed_args(args)
         validate(args)
         env = make_env(args.env_id, seed=args.seed, render_mode="human" if args.render_mode == "human" else None)
         info = env_info(env)
@@ -152,7 +172,7 @@ def main(args: Args) -> dict[str, float]:
         surf = Surf(surf_config(args), H) if args.surf else None
 
         start_step = 0
-        if args.exploration_load:
+        if args.exploration_load and not args.resume:
             try:
                 agent.load_state_dict(load_state(Path(args.path_to_model).with_suffix(""))["agent"])
                 rb.load_state_dict(load_state(Path(args.path_to_replay_buffer).with_suffix("")))
@@ -162,10 +182,23 @@ def main(args: Args) -> dict[str, float]:
             if rb.size < H:
                 raise ValueError(f"the loaded replay buffer holds {rb.size} transitions, fewer than one segment")
             log.info("loaded %d exploration transitions; skipping %d exploration steps", rb.size, explore_steps)
-        run_dir = make_run_dir(args.runs_dir, run_name(args.env_id, args.exp_name or Path(__file__).stem, args.seed))
+        resume = None
+        if args.resume:
+            run_dir = Path(args.resume).resolve()
+            try:
+                resume = load_bundle(run_dir / "checkpoints" / "resume", ("state", "replay_buffer"))
+                restore_training_state(resume, agent, ensemble, reward_optimizer, rb, prefs, stats, np_rngs, env)
+            except (CheckpointError, KeyError, RuntimeError) as e:
+                raise ValueError(f"--resume {args.resume}: {e}") from e
+            start_step = resume["state"]["step"]
+            log.info("resuming %s at step %d with %d labels", run_dir, start_step, len(prefs))
+        else:
+            run_dir = make_run_dir(
+                args.runs_dir, run_name(args.env_id, args.exp_name or Path(__file__).stem, args.seed)
+            )
         server = None
         if args.teacher_feedback_mode == "human":
-            teacher, server = human_teacher(args, run_dir, completed_sessions=set())
+            teacher, server = human_teacher(args, run_dir, completed_sessions=set(prefs.session.tolist()))
         else:
             teacher = simulated_teacher(args, rng_teacher)
     except ValueError as e:
@@ -223,20 +256,25 @@ def main(args: Args) -> dict[str, float]:
             metrics["reward_model/val_accuracy"],
         )
 
-    def save_checkpoint(name: str, step: int) -> Path:
-        path = run_dir / "checkpoints" / name
-        save_state(path, {
+    def save_checkpoint(step: int, final: bool) -> Path:
+        """The resumable bundle (everything + the replay buffer) and, at the end, the light ``final`` checkpoint."""
+        state = {
             "algorithm": "sac_rlhf", "env_id": args.env_id, "step": step, "next_session": next_session,
             "reward_updates": reward_updates, "agent": agent.state_dict(),
             "q_optimizer": agent.q_optimizer.state_dict(), "actor_optimizer": agent.actor_optimizer.state_dict(),
             "alpha_optimizer": agent.a_optimizer.state_dict() if agent.a_optimizer else None,
             "reward_ensemble": ensemble.state_dict(), "reward_optimizer": reward_optimizer.state_dict(),
             "preferences": prefs.state_dict(), "feedback_stats": dict(stats.__dict__), "rng": rng_state(np_rngs),
-            "args": dict(args.__dict__)})  # fmt: skip
-        return path
+            "env_rng": env_rng_state(env), "episode_id": episode_id, "explore_norm": vars(explore_norm),
+            "early_stopping": vars(early_stopping), "last_eval": last_eval, "args": dict(args.__dict__)}  # fmt: skip
+        save_bundle(run_dir / "checkpoints" / "resume", {"state": state, "replay_buffer": rb.state_dict()})
+        if final:
+            save_state(run_dir / "checkpoints" / "final", state)
+        return run_dir / "checkpoints"
 
     # ---- the loop ---------------------------------------------------------------------------------------------
-    obs, _ = env.reset(seed=args.seed)
+    need_reset = True  # the environment is reset at the top of the loop, so checkpoints fall between episodes
+    seed_reset = resume is None  # a resumed environment continues from its restored random state instead
     episode_id = int(rb.episode_id[: rb.size].max()) + 1 if rb.size else 0
     episode_step, episode_return = 0, 0.0
     explore_norm = RunningStd()
@@ -249,12 +287,21 @@ def main(args: Args) -> dict[str, float]:
     )
     train_metrics: dict[str, torch.Tensor] = {}
     final_metrics: dict[str, float] = {}
+    if resume:
+        st = resume["state"]
+        next_session, reward_updates, last_eval = st["next_session"], st["reward_updates"], st["last_eval"]
+        vars(explore_norm).update(st["explore_norm"])
+        vars(early_stopping).update(st["early_stopping"])
+    next_checkpoint = (start_step // args.checkpoint_frequency + 1) * args.checkpoint_frequency
     bar = ProgressBar(args.total_timesteps, initial=start_step, disable=not args.progress_bar)
     window = EpisodeWindow(start_step)
     step = start_step
     completed = interrupted = False
     try:
         for step in range(start_step, args.total_timesteps):
+            if need_reset:
+                obs, _ = env.reset(seed=args.seed if seed_reset else None)
+                need_reset = seed_reset = False
             exploring = step < explore_steps
             # (2) act: random actions only before any agent exists to act with
             if exploring:
@@ -270,15 +317,14 @@ def main(args: Args) -> dict[str, float]:
             obs = next_obs
             if terminated or truncated:
                 window.episode(episode_return, episode_step)
-                obs, _ = env.reset()
-                episode_id, episode_step, episode_return = episode_id + 1, 0, 0.0
+                need_reset, episode_id, episode_step, episode_return = True, episode_id + 1, 0, 0.0
 
             if exploring:
                 # (1) unsupervised pre-exploration: SAC on the normalised k-NN state-entropy reward
                 if step >= args.explore_learning_starts:
                     batch = rb.sample_any(args.explore_batch_size, rng_buffer)
-                    t = {k: torch.as_tensor(v, device=device, dtype=torch.float32) for k, v in batch.items()}
-                    visited = torch.as_tensor(rb.next_obs[: rb.size], device=device)
+                    t = {k: to_tensor(v, device) for k, v in batch.items()}
+                    visited = to_tensor(rb.next_obs[: rb.size], device)
                     r_int = state_entropy_reward(t["next_obs"], visited, explore_norm)
                     train_metrics |= agent.update(t["obs"], t["actions"], r_int, t["next_obs"], t["terminated"], step)
                 if step + 1 == explore_steps:
@@ -311,7 +357,7 @@ def main(args: Args) -> dict[str, float]:
                     if rb.pending >= 64:
                         rb.relabel_pending(reward_fn)
                     batch = rb.sample(args.batch_size, rng_buffer)
-                    t = {k: torch.as_tensor(v, device=device, dtype=torch.float32) for k, v in batch.items()}
+                    t = {k: to_tensor(v, device) for k, v in batch.items()}
                     rewards = t["reward_mean"]
                     if args.rune:  # RUNE: beta_t = beta_0 (1 - rho)^t, t = the step at which it is applied
                         rewards = rewards + args.rune_beta * (1 - args.rune_beta_decay) ** step * t["reward_std"]
@@ -329,6 +375,11 @@ def main(args: Args) -> dict[str, float]:
                 if early_stopping.should_stop(step + 1, last_eval):
                     log.info("early stopping at step %d (eval return %.1f)", step + 1, last_eval)
                     break
+            if need_reset and step + 1 >= next_checkpoint:
+                save_checkpoint(step + 1, final=False)
+                next_checkpoint += args.checkpoint_frequency * (
+                    (step + 1 - next_checkpoint) // args.checkpoint_frequency + 1
+                )
             bar.update(1, labels=stats.total_labels, eval=last_eval)
         completed = True
     except KeyboardInterrupt:
@@ -340,7 +391,7 @@ def main(args: Args) -> dict[str, float]:
             final_metrics.update(evaluate(step + 1))
             tracker.scalars(final_metrics, step + 1)
         if completed or interrupted:
-            log.info("checkpoint saved to %s", save_checkpoint("final", step + 1))
+            log.info("checkpoint saved to %s", save_checkpoint(step + 1 if completed else step, final=True))
         tracker.scalars(stats.as_scalars(), step + 1)
         tracker.close()
         teacher.close()
@@ -354,6 +405,23 @@ def main(args: Args) -> dict[str, float]:
         raise KeyboardInterrupt
     final_metrics.update({**stats.as_scalars(), "step": float(step + 1), "run_dir": str(run_dir)})
     return final_metrics
+
+
+def restore_training_state(bundle, agent, ensemble, reward_optimizer, rb, prefs, stats, np_rngs, env) -> None:
+    """Load a resume bundle into freshly built components (the loop's counters are restored in ``main``)."""
+    st = bundle["state"]
+    agent.load_state_dict(st["agent"])
+    agent.q_optimizer.load_state_dict(st["q_optimizer"])
+    agent.actor_optimizer.load_state_dict(st["actor_optimizer"])
+    if agent.a_optimizer:
+        agent.a_optimizer.load_state_dict(st["alpha_optimizer"])
+    ensemble.load_state_dict(st["reward_ensemble"])
+    reward_optimizer.load_state_dict(st["reward_optimizer"])
+    rb.load_state_dict(bundle["replay_buffer"])
+    prefs.load_state_dict(st["preferences"])
+    vars(stats).update(st["feedback_stats"])
+    restore_rng_state(st["rng"], np_rngs)
+    restore_env_rng_state(env, st["env_rng"])
 
 
 def cli(argv: list[str] | None = None) -> int:

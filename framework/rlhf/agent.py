@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlhf.tensors import to_tensor
+
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
@@ -115,7 +117,7 @@ class SAC(nn.Module):
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         device = self.log_alpha.device
-        action, _, mean = self.actor.get_action(torch.as_tensor(obs, device=device, dtype=torch.float32)[None])
+        action, _, mean = self.actor.get_action(to_tensor(obs, device)[None])
         return (mean if deterministic else action)[0].cpu().numpy()
 
     def update(self, obs, actions, rewards, next_obs, terminated, step: int) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,34 @@ def load_state(path: Path) -> dict[str, Any]:
         return _unflatten(meta["tree"], tensors)
     except Exception as e:  # a checksum-valid but inconsistent pair, e.g. files from two different saves
         raise CheckpointError(f"checkpoint {path} is inconsistent: {e}") from e
+
+
+def save_bundle(directory: Path, parts: dict[str, dict[str, Any]]) -> None:
+    """Save several states as one unit: a crash leaves either the previous bundle or the new one, never a mix.
+
+    The parts are written into ``<directory>.tmp`` and the directories are swapped by renames; a crash in the
+    middle of the swap leaves the previous bundle at ``<directory>.old``, which :func:`load_bundle` falls back to.
+    """
+    directory = Path(directory)
+    tmp, old = directory.with_name(directory.name + ".tmp"), directory.with_name(directory.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name, state in parts.items():
+        save_state(tmp / name, state)
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_bundle(directory: Path, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        fallback = directory.with_name(directory.name + ".old")
+        if not fallback.is_dir():
+            raise CheckpointError(f"no checkpoint at {directory}")
+        directory = fallback
+    return {name: load_state(directory / name) for name in names}
 
 
 def rng_state(np_rngs: dict[str, np.random.Generator]) -> dict[str, Any]:

@@ -63,6 +63,39 @@ class GeneralArgs:
 
 
 @dataclass
+class ResumeArgs:
+    checkpoint_frequency: int = 100_000
+    """save a resumable checkpoint (with the replay buffer) at the first episode end after every this many steps"""
+    resume: str | None = None
+    """continue the run in this run directory from its last checkpoint, with the run's own flags"""
+
+
+def resumed_args(args, keep: tuple[str, ...] = ("resume", "progress_bar", "log_level", "threads")):
+    """The flags a run was started with (its args.json), for ``--resume RUN_DIR``; ``keep`` come from this call.
+
+    Raises ValueError when the directory is not a run, and logs which other given flags are ignored."""
+    import dataclasses
+    import json
+    import logging
+    from pathlib import Path
+
+    path = Path(args.resume) / "args.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--resume {args.resume}: not a run directory with a readable args.json ({e})") from e
+    known = {f.name for f in dataclasses.fields(args)}
+    merged = {k: v for k, v in saved.items() if k in known} | {k: getattr(args, k) for k in keep}
+    defaults = type(args)()
+    ignored = [
+        k for k in known - set(keep) if getattr(args, k) != getattr(defaults, k) and getattr(args, k) != merged.get(k)
+    ]
+    if ignored:
+        logging.getLogger("cleanrlhf").warning("--resume uses the run's own flags; ignoring %s", sorted(ignored))
+    return type(args)(**merged)
+
+
+@dataclass
 class SACArgs:
     buffer_size: int = 1_000_000
     """replay buffer capacity (transitions)"""

@@ -164,3 +164,22 @@ def env_info(env) -> EnvInfo:
         max_episode_steps=max_episode_steps(env),
         physics_state_dim=int(get_physics_state(env).shape[0]),
     )
+
+
+def env_rng_state(env) -> dict:
+    """The environment's random state (reset noise, random actions), for exact resume between episodes."""
+    state = {
+        "env": env.unwrapped.np_random.bit_generator.state,
+        "action_space": env.action_space.np_random.bit_generator.state,
+    }
+    task = getattr(getattr(env.unwrapped, "_env", None), "task", None)
+    if task is not None and hasattr(task, "random"):  # dm_control draws its initial states from the task's RNG
+        state["dm_control_task"] = task.random.get_state()
+    return state
+
+
+def restore_env_rng_state(env, state: dict) -> None:
+    env.unwrapped.np_random.bit_generator.state = state["env"]
+    env.action_space.np_random.bit_generator.state = state["action_space"]
+    if "dm_control_task" in state:
+        env.unwrapped._env.task.random.set_state(tuple(state["dm_control_task"]))

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlhf.tensors import to_tensor
+
 
 def _mlp(in_dim: int, hidden_dim: int, hidden_layers: int, dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -79,7 +81,7 @@ def preference_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _as_tensor(x: np.ndarray, device: torch.device, dtype=torch.float32) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x), device=device, dtype=dtype)
+    return to_tensor(x, device, dtype)
 
 
 @torch.inference_mode()

@@ -22,6 +22,7 @@ from rlhf.reward_model import (
     preference_accuracy,
     segment_returns,
 )
+from rlhf.tensors import to_tensor
 
 BatchStrategy = Literal["minibatch", "batch", "full"]
 
@@ -43,10 +44,10 @@ class RewardTrainingConfig:
 
 def pair_tensors(data: PreferenceDataset, device: torch.device) -> tuple[torch.Tensor, ...]:
     """Stack A and B along a pair axis: obs (N, 2, H, o), actions (N, 2, H, a), mask (N, 2, H), labels (N,)."""
-    obs = torch.as_tensor(np.stack([data.seg_a.obs, data.seg_b.obs], 1), device=device)
-    act = torch.as_tensor(np.stack([data.seg_a.actions, data.seg_b.actions], 1), device=device)
-    mask = torch.as_tensor(np.stack([data.seg_a.mask, data.seg_b.mask], 1), device=device)
-    labels = torch.as_tensor(data.labels, device=device)
+    obs = to_tensor(np.stack([data.seg_a.obs, data.seg_b.obs], 1), device)
+    act = to_tensor(np.stack([data.seg_a.actions, data.seg_b.actions], 1), device)
+    mask = to_tensor(np.stack([data.seg_a.mask, data.seg_b.mask], 1), device, torch.bool)
+    labels = to_tensor(data.labels, device)
     return obs, act, mask, labels
 
 
