@@ -15,7 +15,7 @@ import torch
 from rlhf.agent import SAC, SACConfig
 from rlhf.checkpoint import rng_state, save_state
 from rlhf.config import ConfigError, GeneralArgs, SACArgs
-from rlhf.envs import configure_headless_rendering, env_info, get_physics_state, make_env
+from rlhf.envs import check_render_mode, configure_headless_rendering, env_info, get_physics_state, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.replay import ReplayBuffer
 from rlhf.tensors import to_tensor
@@ -53,6 +53,7 @@ def validate(args: Args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0 <= args.learning_starts < args.total_timesteps:
         raise ValueError(f"--learning-starts must be in [0, --total-timesteps), got {args.learning_starts}")
+    check_render_mode(args.render_mode)
     if args.capture_video and args.render_mode == "human":
         raise ValueError("--capture-video and --render-mode human cannot be used together in one run")
 

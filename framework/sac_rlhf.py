@@ -41,6 +41,7 @@ from rlhf.config import (
     resumed_args,
 )
 from rlhf.envs import (
+    check_render_mode,
     configure_headless_rendering,
     env_info,
     env_rng_state,
@@ -83,6 +84,7 @@ def validate(args: Args) -> None:
     """Flag checks that need no environment; raise ValueError naming the flag."""
     check_feedback_args(args)
     check_surf_args(args)
+    check_render_mode(args.render_mode)
     for name in (
         "buffer_size",
         "batch_size",
@@ -222,8 +224,8 @@ def main(args: Args) -> dict[str, float]:
             else {}
         )
         metrics = evaluate_policy(policy, eval_env, args.evaluation_episodes, args.seed + 10_000 + step, **recording)
-        if eval_video:
-            eval_video.save(step)
+        if eval_video and (path := eval_video.save(step)):
+            tracker.video("videos/eval", path, step)
         return metrics
 
     def learn(answered, step: int, idle_seconds: float) -> None:

@@ -34,6 +34,18 @@ def configure_headless_rendering(render_mode: str = "") -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
+def check_render_mode(render_mode: str) -> None:
+    """The live viewer needs a display; fail before training rather than deep inside glfw."""
+    import sys
+
+    if render_mode == "human" and sys.platform.startswith("linux"):
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise ValueError(
+                "--render-mode human needs a display and none is set (DISPLAY); run under "
+                "`xvfb-run -- ...` or leave the flag out"
+            )
+
+
 def _import_gym():
     # torch imports triton lazily (e.g. at the first optimizer step); importing it after dm_control's native
     # libraries are loaded segfaults (seen with torch 2.15 + dm_control 1.0.50), so load it first (0.1 s).

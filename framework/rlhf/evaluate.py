@@ -55,9 +55,12 @@ def summary(returns: np.ndarray) -> dict[str, float]:
     }
 
 
-def evaluate_policy(policy: Callable[[np.ndarray], np.ndarray], env, episodes: int, seed: int) -> dict[str, float]:
-    """``eval/*`` scalars of ``episodes`` episodes of a deterministic policy on the true return."""
-    returns, lengths = run_episodes(policy, env, episodes, seed)
+def evaluate_policy(
+    policy: Callable[[np.ndarray], np.ndarray], env, episodes: int, seed: int, **recording
+) -> dict[str, float]:
+    """``eval/*`` scalars of ``episodes`` episodes of a deterministic policy on the true return; ``recording``
+    (``on_frame``, ``frame_every``, ``record_episodes``) is passed to :func:`run_episodes`."""
+    returns, lengths = run_episodes(policy, env, episodes, seed, **recording)
     stats = summary(returns)
     return {
         "eval/mean_return": stats["mean"],
