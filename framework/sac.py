@@ -4,6 +4,7 @@ replay buffer, evaluation, logging and checkpoints (CleanRL's sac_continuous_act
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from rlhf.tracking import (
     select_device,
     setup_logging,
 )
+from rlhf.video import EvaluationRecorder
 
 log = logging.getLogger("cleanrlhf")
 
@@ -64,7 +66,8 @@ def main(args: Args) -> dict[str, float]:
     try:
         validate(args)
         env = make_env(args.env_id, seed=args.seed, render_mode="human" if args.render_mode == "human" else None)
-        eval_env = make_env(args.env_id, seed=args.seed + 1)
+        video_size = {"width": 240, "height": 240} if args.capture_video else {}
+        eval_env = make_env(args.env_id, args.seed + 1, "rgb_array" if args.capture_video else None, **video_size)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     info = env_info(env)
@@ -106,9 +109,17 @@ def main(args: Args) -> dict[str, float]:
     bar = ProgressBar(args.total_timesteps, disable=not args.progress_bar)
     window = EpisodeWindow(0)
 
+    eval_video = EvaluationRecorder(run_dir / "videos" / "eval", eval_env) if args.capture_video else None
+
+    @functools.lru_cache(maxsize=1)  # the final evaluation reuses one that just ran at the same step
     def evaluate(step: int) -> dict[str, float]:
         policy = lambda o: agent.act(o, deterministic=True)  # noqa: E731
-        return evaluate_policy(policy, eval_env, args.evaluation_episodes, seed=args.seed + 10_000 + step)
+        recording = {"on_frame": eval_video.on_frame, "frame_every": eval_video.frame_every,
+                     "record_episodes": 1} if eval_video else {}  # fmt: skip
+        metrics = evaluate_policy(policy, eval_env, args.evaluation_episodes, args.seed + 10_000 + step, **recording)
+        if eval_video and (path := eval_video.save(step)):
+            tracker.video("videos/eval", path, step)
+        return metrics
 
     step = 0
     completed = interrupted = False

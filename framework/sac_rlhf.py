@@ -9,6 +9,7 @@ checkpoints.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -216,6 +217,7 @@ def main(args: Args) -> dict[str, float]:
     def reward_fn(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         return predict_member_rewards(ensemble, obs, actions)  # (n, M), cached in the buffer
 
+    @functools.lru_cache(maxsize=1)  # the final evaluation reuses one that just ran at the same step
     def evaluate(step: int) -> dict[str, float]:
         policy = lambda o: agent.act(o, deterministic=True)  # noqa: E731
         recording = (
