@@ -238,7 +238,8 @@ def main(args: Args) -> dict[str, float]:
                 query_clips.record(answers.seg_a, answers.seg_b, answers.labels, answers.session, step)
         rb.relabel_pending(reward_fn)
         labelled = len(prefs) + sum(int((~np.isnan(a.labels)).sum()) for a in answered)
-        hooks = surf.prepare(rb, ensemble, labelled, rng_queries) if surf else {}  # SURF's two training hooks
+        cached = functools.partial(select_from_reward_cache, rb)  # rb was just relabelled with this ensemble
+        hooks = surf.prepare(rb, ensemble, labelled, rng_queries, selector=cached) if surf else {}  # SURF's hooks
         metrics = learn_from_answers(
             answered, prefs, stats, ensemble, reward_optimizer, session_cfg, rng_queries, **hooks
         )
