@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
 from .toolbox_testutil import CHROMIUM  # also puts toolbox/ on sys.path
+
+
+def tiny_png() -> bytes:
+    """A valid 2x2 grey PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80" * 2 for _ in range(2))  # filter byte + 2 grey pixels per row
+    header = struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +37,7 @@ def runs_root(tmp_path_factory) -> Path:
     ev = pebble / "evaluation"
     ev.mkdir()
     (ev / "episode_000.mp4").write_bytes((pebble / "videos" / "eval" / "step_00100000.mp4").read_bytes())
-    (ev / "returns.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (ev / "returns.png").write_bytes(tiny_png())
     summary = {
         "algorithm": "sac_rlhf",
         "env_id": "Hopper-v5",

@@ -3,7 +3,7 @@ documented command: it lists the runs, two selected runs get their curves drawn 
 their evaluation videos load and play, and their queried clip pairs show with their labels.
 
 ``TOOLBOX_SCREENSHOT=media/toolbox.png uv run pytest tests/toolbox -k browser`` also writes the README screenshot
-(tools/toolbox/toolbox_screenshot.py takes a nicer one from rendered demo runs)."""
+(toolbox/toolbox_screenshot.py takes a nicer one from rendered demo runs)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,12 @@ def test_lists_runs_compares_two_and_plays_their_videos(server, page, tmp_path):
         ".src.endsWith('step_00033333.mp4')"
     )
     assert "step 33,333" in page.inner_text(f"#videos .column[data-run='{PEBBLE}'] .step-info")
+    # the other run's slider followed (linked by default) to its evaluation at the same step
+    assert "step 33,333" in page.inner_text(f"#videos .column[data-run='{PEBBLE2}'] .step-info")
+    # evaluation.py's plot of the first run is shown and decodes
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#videos img.plot'); return i && i.naturalWidth === 2; }"
+    )
     page.wait_for_function(VIDEOS_PLAYING, timeout=20_000)
 
     # queried pairs of the latest session, with their labels; a clip decodes

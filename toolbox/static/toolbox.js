@@ -6,7 +6,7 @@
 const COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563",
   "#65a30d", "#9333ea"];
 const SVG_NS = "http://www.w3.org/2000/svg";
-const state = { runs: [], selected: [], sortKey: "time", sortAsc: false, curves: {}, queryCache: {} };
+const state = { runs: [], selected: [], sortKey: "time", sortAsc: false, curves: {}, queryCache: {}, sliders: {} };
 
 const $ = (id) => document.getElementById(id);
 
@@ -217,7 +217,20 @@ function videoElement(src, extra = {}) {
     preload: "auto", ...extra });
 }
 
+// Move the other runs' sliders to their evaluation closest to ``step`` (runs evaluate at the same frequency in
+// general, but not necessarily at the same steps).
+function alignSliders(source, step) {
+  for (const [id, s] of Object.entries(state.sliders)) {
+    if (id === source || !state.selected.includes(id)) continue;
+    let best = 0;
+    s.steps.forEach((x, i) => { if (Math.abs(x - step) < Math.abs(s.steps[best] - step)) best = i; });
+    s.slider.value = best;
+    s.show();
+  }
+}
+
 async function renderVideos() {
+  state.sliders = {};
   const columns = await Promise.all(state.selected.map(async (id) => {
     const data = await getJSON(apiUrl(id, "videos"));
     const col = el("div", { class: "column", "data-run": id },
@@ -236,8 +249,12 @@ async function renderVideos() {
         const src = fileUrl(id, v.path);
         if (!video.src.endsWith(src)) video.src = src;
       };
-      slider.addEventListener("input", show);
+      slider.addEventListener("input", () => {
+        show();
+        if ($("link-sliders").checked) alignSliders(id, data.eval[+slider.value].step);
+      });
       show();
+      state.sliders[id] = { slider, show, steps: data.eval.map((v) => v.step) };
       col.append(video, slider, info);
     }
     if (data.evaluation) {
@@ -245,6 +262,7 @@ async function renderVideos() {
       const box = el("div", { class: "final" }, el("div", { text:
         `evaluation.py at step ${fmt(ev.step)}: ${fmt(ev.mean)} ± ${fmt(ev.std)} over ${ev.episodes} episodes ` +
         `(95% CI ${fmt(ev.ci95_low)} – ${fmt(ev.ci95_high)}, median ${fmt(ev.median)})` }));
+      if (ev.plot) box.append(el("img", { src: fileUrl(id, ev.plot), alt: "evaluation.py returns", class: "plot" }));
       if (ev.videos.length) {
         const pick = el("select", { "aria-label": "evaluation episode" },
           ...ev.videos.map((v, i) => el("option", { value: v, text: `episode ${i}: return ${fmt(ev.returns?.[i])}` })));
