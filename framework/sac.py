@@ -15,7 +15,7 @@ import torch
 
 from rlhf.agent import SAC, SACConfig
 from rlhf.checkpoint import rng_state, save_state
-from rlhf.config import ConfigError, GeneralArgs, SACArgs
+from rlhf.config import ConfigError, GeneralArgs, SACArgs, run_cli
 from rlhf.envs import check_render_mode, configure_headless_rendering, env_info, get_physics_state, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.replay import ReplayBuffer
@@ -189,17 +189,7 @@ def main(args: Args) -> dict[str, float]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    import tyro
-
-    args = tyro.cli(Args, args=argv)
-    try:
-        main(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_cli(Args, main, argv)
 
 
 if __name__ == "__main__":

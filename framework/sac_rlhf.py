@@ -40,6 +40,7 @@ from rlhf.config import (
     SurfArgs,
     check_feedback_args,
     resumed_args,
+    run_cli,
 )
 from rlhf.envs import (
     check_render_mode,
@@ -430,17 +431,7 @@ def restore_training_state(bundle, agent, ensemble, reward_optimizer, rb, prefs,
 
 
 def cli(argv: list[str] | None = None) -> int:
-    import tyro
-
-    args = tyro.cli(Args, args=argv)
-    try:
-        main(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_cli(Args, main, argv)
 
 
 if __name__ == "__main__":

@@ -299,3 +299,21 @@ def check_feedback_args(args) -> None:
     if args.rune and not (args.rune_beta >= 0 and 0 <= args.rune_beta_decay < 1):
         raise ValueError("--rune-beta must be >= 0 and --rune-beta-decay in [0, 1)")
     parse_pref_buffer_sessions(args.pref_buffer_size_sessions)
+
+
+def run_cli(args_type, main, argv: list[str] | None = None) -> int:
+    """Parse the flags into ``args_type`` and run ``main``: exit status 2 with a one-line message for bad flags
+    (:class:`ConfigError`), 130 after Ctrl-C (which saves a checkpoint first), 1 with a traceback for a crash."""
+    import sys
+
+    import tyro
+
+    args = tyro.cli(args_type, args=argv)
+    try:
+        main(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
