@@ -97,7 +97,10 @@ def load_checkpoint(ckpt: Path, run_dir: Path) -> dict:
     if not isinstance(state, dict) or not isinstance(state.get("agent"), dict):
         raise CheckpointError(f"checkpoint {ckpt} holds no agent")
     if "args" not in state and (run_dir / "args.json").is_file():
-        state["args"] = json.loads((run_dir / "args.json").read_text())
+        try:
+            state["args"] = json.loads((run_dir / "args.json").read_text())
+        except ValueError as e:
+            raise EvaluationError(f"{run_dir / 'args.json'} is not valid JSON: {e}") from e
     state.setdefault("args", {})
     state.setdefault("env_id", state["args"].get("env_id"))
     state.setdefault("step", None)
@@ -126,6 +129,8 @@ def make_policy(state: dict, obs_dim: int, act_dim: int, low: np.ndarray, high: 
     elif algorithm in PPO_ALGORITHMS:
         from rlhf.ppo_agent import PPOAgent
 
+        if "actor_mean.0.weight" not in weights:
+            raise CheckpointError(f"the checkpoint's agent has no actor weights (algorithm {algorithm})")
         hidden = int(weights["actor_mean.0.weight"].shape[0])
         agent = PPOAgent(obs_dim, act_dim, low, high, hidden_dim=hidden)
         expected_obs = int(weights["actor_mean.0.weight"].shape[1])

@@ -183,6 +183,14 @@ def test_ppo_policy_uses_the_stored_observation_normalisation():
     assert not np.allclose(policy(obs), unnormalised.act(obs))
 
 
+def test_checkpoint_without_a_usable_agent_is_a_clear_error():
+    for algorithm in ("sac", "ppo"):
+        with pytest.raises(evaluation.CheckpointError, match="no actor weights"):
+            evaluation.make_policy({"algorithm": algorithm, "agent": {}}, 3, 1, -np.ones(1), np.ones(1))
+    with pytest.raises(evaluation.EvaluationError, match="unknown algorithm 'dqn'"):
+        evaluation.make_policy({"algorithm": "dqn", "agent": {}}, 3, 1, -np.ones(1), np.ones(1))
+
+
 def test_path_resolution(tmp_path):
     run_dir = fake_sac_checkpoint(tmp_path / "run")
     final = run_dir / "checkpoints" / "final"
