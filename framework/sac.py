@@ -76,24 +76,7 @@ def main(args: Args) -> dict[str, float]:
     seed_everything(args.seed, args.torch_deterministic)
     device = select_device(args.cuda)
     rng = np.random.default_rng(args.seed)
-    agent = SAC(
-        info.obs_dim,
-        info.act_dim,
-        info.action_low,
-        info.action_high,
-        SACConfig(
-            args.gamma,
-            args.tau,
-            args.policy_lr,
-            args.q_lr,
-            args.policy_frequency,
-            args.target_network_frequency,
-            args.alpha,
-            args.autotune,
-            args.actor_and_q_net_hidden_dim,
-            args.actor_and_q_net_hidden_layers,
-        ),
-    ).to(device)
+    agent = SAC(info.obs_dim, info.act_dim, info.action_low, info.action_high, SACConfig.from_args(args)).to(device)
     rb = ReplayBuffer(args.buffer_size, info.obs_dim, info.act_dim, info.physics_state_dim)
     run_dir = make_run_dir(args.runs_dir, run_name(args.env_id, args.exp_name or Path(__file__).stem, args.seed))
     tracker = Tracker(run_dir, args, args.track, args.wandb_project_name, args.wandb_entity)

@@ -146,27 +146,9 @@ def main(args: Args) -> dict[str, float]:
         )
         np_rngs = {"buffer": rng_buffer, "queries": rng_queries, "teacher": rng_teacher}
 
-        sac_cfg = SACConfig(
-            args.gamma,
-            args.tau,
-            args.policy_lr,
-            args.q_lr,
-            args.policy_frequency,
-            args.target_network_frequency,
-            args.alpha,
-            args.autotune,
-            args.actor_and_q_net_hidden_dim,
-            args.actor_and_q_net_hidden_layers,
-        )
-        agent = SAC(info.obs_dim, info.act_dim, info.action_low, info.action_high, sac_cfg).to(device)
-        ensemble = RewardEnsemble(
-            info.obs_dim,
-            info.act_dim,
-            args.reward_net_ensemble_size,
-            args.reward_net_hidden_dim,
-            args.reward_net_hidden_layers,
-            args.reward_net_dropout,
-        ).to(device)
+        agent = SAC(info.obs_dim, info.act_dim, info.action_low, info.action_high, SACConfig.from_args(args))
+        agent = agent.to(device)
+        ensemble = RewardEnsemble.from_args(args, info.obs_dim, info.act_dim).to(device)
         reward_optimizer = torch.optim.Adam(ensemble.parameters(), lr=args.teacher_learning_rate)
         M = args.reward_net_ensemble_size
         rb = ReplayBuffer(args.buffer_size, info.obs_dim, info.act_dim, info.physics_state_dim, M)

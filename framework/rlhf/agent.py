@@ -81,6 +81,13 @@ class SACConfig:
     hidden_dim: int = 256
     hidden_layers: int = 2
 
+    @classmethod
+    def from_args(cls, args) -> SACConfig:
+        """From the flags of rlhf.config.SACArgs."""
+        return cls(args.gamma, args.tau, args.policy_lr, args.q_lr, args.policy_frequency,
+                   args.target_network_frequency, args.alpha, args.autotune, args.actor_and_q_net_hidden_dim,
+                   args.actor_and_q_net_hidden_layers)  # fmt: skip
+
 
 class SAC(nn.Module):
     """Actor, twin critics, their targets, the temperature and the optimizers, updated as in CleanRL."""

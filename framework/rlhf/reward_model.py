@@ -43,6 +43,12 @@ class RewardEnsemble(nn.Module):
             _mlp(obs_dim + act_dim, hidden_dim, hidden_layers, dropout) for _ in range(members)
         )
 
+    @classmethod
+    def from_args(cls, args, obs_dim: int, act_dim: int) -> RewardEnsemble:
+        """From the ``--reward-net-*`` flags of rlhf.config.FeedbackArgs."""
+        return cls(obs_dim, act_dim, args.reward_net_ensemble_size, args.reward_net_hidden_dim,
+                   args.reward_net_hidden_layers, args.reward_net_dropout)  # fmt: skip
+
     def __len__(self) -> int:
         return len(self.members)
 
