@@ -8,6 +8,7 @@ observation)), (3) the clipped PPO update, (4) logging, evaluation, early stoppi
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 
 from rlhf.checkpoint import rng_state, save_state
-from rlhf.config import ConfigError, GeneralArgs
-from rlhf.envs import configure_headless_rendering, env_info, make_env
+from rlhf.config import ConfigError, GeneralArgs, run_cli
+from rlhf.envs import check_render_mode, configure_headless_rendering, env_info, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.ppo_agent import PPOAgent, PPOArgs, RewardScaler, check_ppo_args, ppo_update
 from rlhf.rollout import RolloutBuffer, final_observations, make_vector_env
@@ -32,6 +33,7 @@ from rlhf.tracking import (
     select_device,
     setup_logging,
 )
+from rlhf.video import EvaluationRecorder
 
 log = logging.getLogger("cleanrlhf")
 
@@ -47,6 +49,7 @@ def validate(args: Args) -> None:
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     check_ppo_args(args)
+    check_render_mode(args.render_mode)
     if args.total_timesteps < args.num_envs * args.num_steps:
         raise ValueError(
             f"--total-timesteps ({args.total_timesteps}) is less than one rollout "
@@ -67,7 +70,8 @@ def main(args: Args) -> dict[str, float]:
     try:
         validate(args)
         envs = make_vector_env(args.env_id, args.num_envs, args.seed, "human" if args.render_mode == "human" else None)
-        eval_env = make_env(args.env_id, seed=args.seed + 1)
+        video_size = {"width": 240, "height": 240} if args.capture_video else {}
+        eval_env = make_env(args.env_id, args.seed + 1, "rgb_array" if args.capture_video else None, **video_size)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     info = env_info(envs.envs[0])
@@ -91,8 +95,16 @@ def main(args: Args) -> dict[str, float]:
             agent.obs_norm.update(obs)
         return agent.obs_norm(torch.as_tensor(obs, dtype=torch.float32, device=device))
 
+    eval_video = EvaluationRecorder(run_dir / "videos" / "eval", eval_env) if args.capture_video else None
+
+    @functools.lru_cache(maxsize=1)  # the final evaluation reuses one that just ran at the same step
     def evaluate(step: int) -> dict[str, float]:
-        return evaluate_policy(agent.act, eval_env, args.evaluation_episodes, seed=args.seed + 10_000 + step)
+        recording = {"on_frame": eval_video.on_frame, "frame_every": eval_video.frame_every,
+                     "record_episodes": 1} if eval_video else {}  # fmt: skip
+        metrics = evaluate_policy(agent.act, eval_env, args.evaluation_episodes, args.seed + 10_000 + step, **recording)
+        if eval_video and (path := eval_video.save(step)):
+            tracker.video("videos/eval", path, step)
+        return metrics
 
     next_obs, _ = envs.reset(seed=args.seed)
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
@@ -200,17 +212,7 @@ def main(args: Args) -> dict[str, float]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    import tyro
-
-    args = tyro.cli(Args, args=argv)
-    try:
-        main(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_cli(Args, main, argv)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ bonus) before GAE; (5) the PPO update; (6) logging, evaluation on the true retur
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -22,8 +23,17 @@ import torch
 import tyro
 
 from rlhf.checkpoint import CheckpointError, load_state, rng_state, save_state
-from rlhf.config import ConfigError, ExplorationArgs, FeedbackArgs, GeneralArgs, RuneArgs, SurfArgs, check_feedback_args
-from rlhf.envs import configure_headless_rendering, env_info, get_physics_state, make_env
+from rlhf.config import (
+    ConfigError,
+    ExplorationArgs,
+    FeedbackArgs,
+    GeneralArgs,
+    RuneArgs,
+    SurfArgs,
+    check_feedback_args,
+    run_cli,
+)
+from rlhf.envs import check_render_mode, configure_headless_rendering, env_info, get_physics_state, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.exploration import RunningStd, state_entropy_reward
 from rlhf.feedback import FeedbackStats, learn_from_answers, pearson, session_config
@@ -70,6 +80,7 @@ def validate(args: Args) -> None:
     check_feedback_args(args)
     check_surf_args(args)
     check_ppo_args(args)
+    check_render_mode(args.render_mode)
     if args.query_window_rollouts <= 0:
         raise ValueError(f"--query-window-rollouts must be positive, got {args.query_window_rollouts}")
     batch = args.num_envs * args.num_steps
@@ -126,14 +137,7 @@ def main(args: Args) -> dict[str, float]:
 
         agent = PPOAgent(info.obs_dim, info.act_dim, info.action_low, info.action_high).to(device)
         optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
-        ensemble = RewardEnsemble(
-            info.obs_dim,
-            info.act_dim,
-            args.reward_net_ensemble_size,
-            args.reward_net_hidden_dim,
-            args.reward_net_hidden_layers,
-            args.reward_net_dropout,
-        ).to(device)
+        ensemble = RewardEnsemble.from_args(args, info.obs_dim, info.act_dim).to(device)
         reward_optimizer = torch.optim.Adam(ensemble.parameters(), lr=args.teacher_learning_rate)
         rollout = RolloutBuffer(T, N, info.obs_dim, info.act_dim)
         segment_window = RolloutWindow(
@@ -175,13 +179,13 @@ def main(args: Args) -> dict[str, float]:
     query_clips = QueryClipRecorder(run_dir / "videos" / "queries", args.env_id) if args.capture_video else None
     eval_video = EvaluationRecorder(run_dir / "videos" / "eval", eval_env) if args.capture_video else None
 
+    @functools.lru_cache(maxsize=1)  # the final evaluation reuses one that just ran at the same step
     def evaluate(step: int) -> dict[str, float]:
-        video = {}
-        if eval_video:
-            video = {"on_frame": eval_video.on_frame, "frame_every": eval_video.frame_every, "record_episodes": 1}
-        metrics = evaluate_policy(agent.act, eval_env, args.evaluation_episodes, args.seed + 10_000 + step, **video)
-        if eval_video:
-            eval_video.save(step)
+        recording = {"on_frame": eval_video.on_frame, "frame_every": eval_video.frame_every,
+                     "record_episodes": 1} if eval_video else {}  # fmt: skip
+        metrics = evaluate_policy(agent.act, eval_env, args.evaluation_episodes, args.seed + 10_000 + step, **recording)
+        if eval_video and (path := eval_video.save(step)):
+            tracker.video("videos/eval", path, step)
         return metrics
 
     def learn(answered, step: int, idle_seconds: float) -> None:
@@ -366,15 +370,7 @@ def main(args: Args) -> dict[str, float]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    args = tyro.cli(Args, args=argv)
-    try:
-        main(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_cli(Args, main, argv)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ TINY_PPO = {
 
 
 def test_ppo_run_logs_evaluates_and_saves_the_normalisation_statistics(tmp_path):
-    m = run_in_process(ppo, argv(TINY_PPO, tmp_path))
+    m = run_in_process(ppo, argv(TINY_PPO, tmp_path, "--capture-video"))
     assert m["step"] == 1024 and np.isfinite(m["eval/mean_return"]) and m["eval/mean_return"] >= 1
     s = scalars(m["run_dir"])
     for tag in (
@@ -56,6 +56,8 @@ def test_ppo_run_logs_evaluates_and_saves_the_normalisation_statistics(tmp_path)
     assert float(ckpt["agent"]["obs_norm.count"]) == pytest.approx(1024, abs=1e-3)
     assert np.abs(ckpt["agent"]["obs_norm.mean"].numpy()).sum() > 0
     assert "optimizer" in ckpt and "reward_scaler" in ckpt
+    videos = sorted(p.name for p in (Path(m["run_dir"]) / "videos" / "eval").glob("*.mp4"))
+    assert videos == ["step_00000512.mp4", "step_00001024.mp4"]  # the final evaluation reused the one at 1024
 
 
 def test_ppo_ctrl_c_saves_a_checkpoint(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ overwritten every iteration and the segment window wraps; segments of the window
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_labels_keep_their_data_after_the_rollout_buffer_is_overwritten(tmp_path
 
 def test_human_labels_reach_pref_ppo(tmp_path):
     """People label through the server's HTTP routes (a scripted labeller); the trainer stores exactly their answers
-    with the segments it rendered."""
+    with the segments it rendered; --capture-video keeps the queried clips (with their labels) and evaluation videos."""
     import threading
 
     from test_human_teacher import check_trainer_got_exactly, label_everything
@@ -121,7 +122,7 @@ def test_human_labels_reach_pref_ppo(tmp_path):
     labeller = threading.Thread(target=label_everything, args=(server.url, given, stop), daemon=True)
     labeller.start()
     flags = argv(TINY_PREF_PPO, tmp_path / "runs", "--teacher-feedback-mode", "human", "--feedback-server-url",
-                 server.url, teacher_feedback_total_queries=8, feedback_clip_size=48)  # fmt: skip
+                 server.url, "--capture-video", teacher_feedback_total_queries=8, feedback_clip_size=48)  # fmt: skip
     try:
         m = run_in_process(pref_ppo, flags)
     finally:
@@ -131,3 +132,7 @@ def test_human_labels_reach_pref_ppo(tmp_path):
     run_dir = Path(m["run_dir"])
     check_trainer_got_exactly(run_dir, given)
     assert m["feedback/sessions"] == 2 and m["feedback/skipped"] == 2  # the labeller skips every 4th query
+    index = [json.loads(line) for line in (run_dir / "videos" / "queries" / "index.jsonl").read_text().splitlines()]
+    assert len(index) == 8 and [q["label"] for q in index] == [given[k] for k in sorted(given)]
+    assert all((run_dir / "videos" / "queries" / q["clip_a"]).is_file() for q in index)
+    assert list((run_dir / "videos" / "eval").glob("step_*.mp4"))
