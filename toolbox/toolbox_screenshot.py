@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-def screenshot(runs_dir: Path, out: Path, runs: list[str], chromium: str, height: int = 1500) -> None:
+def screenshot(runs_dir: Path, out: Path, runs: list[str], chromium: str, height: int = 2000) -> None:
     from playwright.sync_api import sync_playwright
     from toolbox_app import create_app
     from waitress import create_server

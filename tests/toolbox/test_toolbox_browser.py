@@ -73,7 +73,10 @@ def test_lists_runs_compares_two_and_plays_their_videos(server, page, tmp_path):
     assert "step 33,333" in page.inner_text(f"#videos .column[data-run='{PEBBLE}'] .step-info")
     # the other run's slider followed (linked by default) to its evaluation at the same step
     assert "step 33,333" in page.inner_text(f"#videos .column[data-run='{PEBBLE2}'] .step-info")
-    # evaluation.py's plot of the first run is shown and decodes
+    # evaluation.py's statistics, and when unfolded its plot, which decodes
+    summary = page.locator(f"#videos .column[data-run='{PEBBLE}'] details.final summary")
+    assert "10 ± 1 over 2 episodes" in summary.inner_text()
+    summary.click()
     page.wait_for_function(
         "() => { const i = document.querySelector('#videos img.plot'); return i && i.naturalWidth === 2; }"
     )

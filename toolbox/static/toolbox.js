@@ -259,7 +259,7 @@ async function renderVideos() {
     }
     if (data.evaluation) {
       const ev = data.evaluation;
-      const box = el("div", { class: "final" }, el("div", { text:
+      const box = el("details", { class: "final" }, el("summary", { text:
         `evaluation.py at step ${fmt(ev.step)}: ${fmt(ev.mean)} ± ${fmt(ev.std)} over ${ev.episodes} episodes ` +
         `(95% CI ${fmt(ev.ci95_low)} – ${fmt(ev.ci95_high)}, median ${fmt(ev.median)})` }));
       if (ev.plot) box.append(el("img", { src: fileUrl(id, ev.plot), alt: "evaluation.py returns", class: "plot" }));
