@@ -43,22 +43,35 @@ def test_help_documents_every_flag():
         assert flag in out.stdout
 
 
-@pytest.mark.parametrize(
-    "flags, message",
-    [
-        (["--env-id", "Hoper-v5"], "Did you mean Hopper-v5"),
-        (["--trajectory-length", "5000"], "longer than Hopper-v5's episodes"),
-        (["--teacher-feedback-num-queries-per-session", "50", "--teacher-feedback-total-queries", "20"], "exceeds"),
-        (["--teacher-feedback-total-queries", "-5"], "must be >= 0"),
-        (["--total-timesteps", "-1"], "must be positive"),
-        (["--total-explore-steps", "2000", "--total-timesteps", "1000"], "leaves no steps"),
-        (["--capture-video", "--render-mode", "human"], "cannot be used together"),
-        (["--pref-buffer-size-sessions", "some"], "'all' or a positive integer"),
-        (["--preference-sampling", "random"], "invalid choice"),
-    ],
-)
-def test_bad_input_is_a_clear_error_before_training(tmp_path, flags, message):
-    out = run(["framework/sac_rlhf.py", "--runs-dir", str(tmp_path), *flags], cwd=REPO_ROOT, timeout=120)
-    assert out.returncode != 0
-    assert message in out.stderr + out.stdout
+BAD_INPUT = [
+    (["--env-id", "Hoper-v5"], "Did you mean Hopper-v5"),
+    (["--trajectory-length", "5000"], "longer than Hopper-v5's episodes"),
+    (["--teacher-feedback-num-queries-per-session", "50", "--teacher-feedback-total-queries", "20"], "exceeds"),
+    (["--teacher-feedback-total-queries", "-5"], "must be >= 0"),
+    (["--total-timesteps", "-1"], "must be positive"),
+    (["--total-explore-steps", "2000", "--total-timesteps", "1000"], "leaves no steps"),
+    (["--capture-video", "--render-mode", "human"], "cannot be used together"),
+    (["--pref-buffer-size-sessions", "some"], "'all' or a positive integer"),
+    (["--feedback-server-url", "ftp://x", "--teacher-feedback-mode", "human"], "must look like http://host:port"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_INPUT)
+def test_bad_input_is_a_clear_error_before_training(tmp_path, capsys, flags, message):
+    import sac_rlhf
+
+    assert sac_rlhf.cli(["--runs-dir", str(tmp_path), *flags]) == 2
+    assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing was started
+
+
+def test_bad_input_from_the_command_line(tmp_path):
+    """The same checks as a user meets them: a one-line message, exit status 2, no traceback."""
+    out = run(
+        ["framework/sac_rlhf.py", "--runs-dir", str(tmp_path), "--trajectory-length", "5000"],
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "longer than Hopper-v5's episodes" in out.stderr and "Traceback" not in out.stderr
+    out = run(["framework/sac_rlhf.py", "--preference-sampling", "random"], cwd=REPO_ROOT, timeout=120)
+    assert out.returncode == 2 and "invalid choice" in out.stderr + out.stdout

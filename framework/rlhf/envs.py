@@ -178,11 +178,23 @@ def env_info(env) -> EnvInfo:
     )
 
 
+def _generator_state(gen):
+    # Gymnasium uses numpy Generators; shimmy's DM Control wrapper hands out a legacy RandomState.
+    return gen.bit_generator.state if hasattr(gen, "bit_generator") else gen.get_state()
+
+
+def _set_generator_state(gen, state) -> None:
+    if hasattr(gen, "bit_generator"):
+        gen.bit_generator.state = state
+    else:
+        gen.set_state(tuple(state))
+
+
 def env_rng_state(env) -> dict:
     """The environment's random state (reset noise, random actions), for exact resume between episodes."""
     state = {
-        "env": env.unwrapped.np_random.bit_generator.state,
-        "action_space": env.action_space.np_random.bit_generator.state,
+        "env": _generator_state(env.unwrapped.np_random),
+        "action_space": _generator_state(env.action_space.np_random),
     }
     task = getattr(getattr(env.unwrapped, "_env", None), "task", None)
     if task is not None and hasattr(task, "random"):  # dm_control draws its initial states from the task's RNG
@@ -191,7 +203,7 @@ def env_rng_state(env) -> dict:
 
 
 def restore_env_rng_state(env, state: dict) -> None:
-    env.unwrapped.np_random.bit_generator.state = state["env"]
-    env.action_space.np_random.bit_generator.state = state["action_space"]
+    _set_generator_state(env.unwrapped.np_random, state["env"])
+    _set_generator_state(env.action_space.np_random, state["action_space"])
     if "dm_control_task" in state:
         env.unwrapped._env.task.random.set_state(tuple(state["dm_control_task"]))
