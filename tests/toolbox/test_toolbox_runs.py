@@ -1,0 +1,54 @@
+"""toolbox_runs on hand-made inputs: a resumed run's event files, labels joined to steps, algorithm guesses."""
+
+from __future__ import annotations
+
+import time
+
+from .toolbox_testutil import TOOLBOX  # noqa: F401  (puts toolbox/ on sys.path)
+
+
+def test_a_resumed_run_keeps_the_value_written_last_and_cache_follows_changes(tmp_path):
+    from toolbox_runs import ScalarCache
+    from torch.utils.tensorboard import SummaryWriter
+
+    first = SummaryWriter(str(tmp_path), filename_suffix=".a")
+    for step in (100, 200, 300):
+        first.add_scalar("charts/episodic_return", float(step), step)
+    first.close()
+    time.sleep(1.1)  # event file names carry the creation time in seconds
+    resumed = SummaryWriter(str(tmp_path), filename_suffix=".b")  # resumed from a checkpoint at step 200
+    for step in (300, 400):
+        resumed.add_scalar("charts/episodic_return", -float(step), step)
+    resumed.flush()
+    cache = ScalarCache()
+    assert cache.scalars(tmp_path)["charts/episodic_return"] == [
+        (100, 100.0),
+        (200, 200.0),
+        (300, -300.0),
+        (400, -400.0),
+    ]
+    resumed.add_scalar("charts/episodic_return", -500.0, 500)
+    resumed.close()
+    assert cache.scalars(tmp_path)["charts/episodic_return"][-1] == (500, -500.0)
+
+
+def test_curve_joins_each_step_to_the_labels_given_so_far():
+    from toolbox_runs import curve
+
+    scalars = {
+        "charts/episodic_return": [(50, 1.0), (100, 2.0), (150, 3.0), (300, 4.0)],
+        "feedback/total_labels": [(100, 20.0), (200, 40.0)],
+    }
+    assert curve(scalars, "charts/episodic_return") == [[50, 0, 1.0], [100, 20, 2.0], [150, 20, 3.0], [300, 40, 4.0]]
+    assert curve({"charts/episodic_return": [(5, 1.0)]}, "charts/episodic_return") == [[5, None, 1.0]]
+    assert curve(scalars, "eval/mean_return") == []
+
+
+def test_algorithm_from_the_flags_when_there_is_no_checkpoint():
+    from toolbox_runs import guess_algorithm
+
+    assert guess_algorithm({"num_steps": 2048, "teacher_feedback_mode": "simulated"}) == "pref_ppo"
+    assert guess_algorithm({"num_steps": 2048}) == "ppo"
+    assert guess_algorithm({"teacher_feedback_mode": "human"}) == "sac_rlhf"
+    assert guess_algorithm({"buffer_size": 10}) == "sac"
+    assert guess_algorithm({}) is None
