@@ -20,10 +20,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "framework"))
 import sac  # noqa: E402
 import sac_rlhf  # noqa: E402
 
-COMMON = ["--env-id", "InvertedPendulum-v5", "--total-timesteps", "20000", "--evaluation-frequency", "2000",
-          "--evaluation-episodes", "10", "--learning-starts", "1000", "--no-progress-bar", "--log-level", "WARNING"]
-PEBBLE = ["--total-explore-steps", "2000", "--teacher-feedback-total-queries", "100",
-          "--teacher-feedback-num-queries-per-session", "10", "--trajectory-length", "50"]
+COMMON = [
+    "--env-id",
+    "InvertedPendulum-v5",
+    "--total-timesteps",
+    "20000",
+    "--evaluation-frequency",
+    "2000",
+    "--evaluation-episodes",
+    "10",
+    "--learning-starts",
+    "1000",
+    "--no-progress-bar",
+    "--log-level",
+    "WARNING",
+]
+PEBBLE = [
+    "--total-explore-steps",
+    "2000",
+    "--teacher-feedback-total-queries",
+    "100",
+    "--teacher-feedback-num-queries-per-session",
+    "10",
+    "--trajectory-length",
+    "50",
+]
 
 
 def eval_curve(run_dir: str) -> list[tuple[int, float]]:
@@ -47,8 +68,11 @@ def main() -> None:
                 curve = eval_curve(metrics["run_dir"])
                 first = next((step for step, ret in curve if ret >= 900), None)
                 labels = int(metrics.get("feedback/total_labels", 0))
-                print(f"seed {seed} {name:12s} labels {labels:3d}  first eval >= 900 at step {first}  final "
-                      f"{metrics['eval/mean_return']:.0f}  curve {[round(r) for _, r in curve]}", flush=True)
+                print(
+                    f"seed {seed} {name:12s} labels {labels:3d}  first eval >= 900 at step {first}  final "
+                    f"{metrics['eval/mean_return']:.0f}  curve {[round(r) for _, r in curve]}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

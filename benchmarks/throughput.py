@@ -26,6 +26,7 @@ sys.path.insert(0, str(FRAMEWORK))
 
 import sac  # noqa: E402
 import sac_rlhf  # noqa: E402
+
 from rlhf.queries import select_from_reward_cache, select_queries  # noqa: E402
 from rlhf.replay import ReplayBuffer  # noqa: E402
 from rlhf.reward_model import RewardEnsemble, predict_member_rewards  # noqa: E402
@@ -55,24 +56,54 @@ def run(module, flags: list[str]) -> float:
 
 
 def compare(a: argparse.Namespace, runs_dir: str) -> None:
-    common = ["--env-id", a.env_id, "--total-timesteps", str(a.steps), "--learning-starts", str(a.learning_starts),
-              "--evaluation-frequency", str(10 * a.steps), "--evaluation-episodes", "1", "--log-frequency", "500",
-              "--runs-dir", runs_dir, "--no-progress-bar", "--log-level", "WARNING", "--threads", str(a.threads),
-              "--buffer-size", str(a.steps)]
-    feedback = ["--no-unsupervised-exploration", "--teacher-feedback-total-queries", str(a.queries),
-                "--teacher-feedback-num-queries-per-session", str(a.queries_per_session),
-                "--teacher-feedback-schedule", "linear"]
-    variants = {"sac.py": (sac, []), "sac_rlhf.py (no SURF)": (sac_rlhf, [*feedback, "--no-surf"]),
-                "sac_rlhf.py --rune (no SURF)": (sac_rlhf, [*feedback, "--no-surf", "--rune"]),
-                "sac_rlhf.py (SURF, default)": (sac_rlhf, feedback)}
+    common = [
+        "--env-id",
+        a.env_id,
+        "--total-timesteps",
+        str(a.steps),
+        "--learning-starts",
+        str(a.learning_starts),
+        "--evaluation-frequency",
+        str(10 * a.steps),
+        "--evaluation-episodes",
+        "1",
+        "--log-frequency",
+        "500",
+        "--runs-dir",
+        runs_dir,
+        "--no-progress-bar",
+        "--log-level",
+        "WARNING",
+        "--threads",
+        str(a.threads),
+        "--buffer-size",
+        str(a.steps),
+    ]
+    feedback = [
+        "--no-unsupervised-exploration",
+        "--teacher-feedback-total-queries",
+        str(a.queries),
+        "--teacher-feedback-num-queries-per-session",
+        str(a.queries_per_session),
+        "--teacher-feedback-schedule",
+        "linear",
+    ]
+    variants = {
+        "sac.py": (sac, []),
+        "sac_rlhf.py (no SURF)": (sac_rlhf, [*feedback, "--no-surf"]),
+        "sac_rlhf.py --rune (no SURF)": (sac_rlhf, [*feedback, "--no-surf", "--rune"]),
+        "sac_rlhf.py (SURF, default)": (sac_rlhf, feedback),
+    }
     results: dict[str, list[float]] = {name: [] for name in variants}
     for r in range(a.repeats):
         for name, (module, extra) in variants.items():
             results[name].append(run(module, [*common, *extra, "--seed", str(r + 1)]))
             print(f"  repeat {r + 1}: {name:30s} {results[name][-1]:7.1f} steps/s", flush=True)
     med = {name: float(np.median(v)) for name, v in results.items()}
-    print(f"\n{a.env_id}, {a.steps} steps ({a.learning_starts} before updates), {a.queries} queries in sessions of "
-          f"{a.queries_per_session}, {a.threads} torch threads, median of {a.repeats}:")
+    print(
+        f"\n{a.env_id}, {a.steps} steps ({a.learning_starts} before updates), {a.queries} queries in sessions of "
+        f"{a.queries_per_session}, {a.threads} torch threads, median of {a.repeats}:"
+    )
     for name, sps in med.items():
         print(f"  {name:30s} {sps:7.1f} env-steps/s")
     base = med["sac_rlhf.py (no SURF)"]
@@ -98,8 +129,10 @@ def micro(a: argparse.Namespace) -> None:
     rb.relabel(lambda o, act: predict_member_rewards(ensemble, o, act))
     relabel = time.perf_counter() - t0
     flops = 2 * n * 3 * sum(p.numel() for name, p in ensemble.named_parameters() if name.endswith("weight")) / 3
-    print(f"\nrelabel {n:,} transitions (3 members x 3 x 256, fp32): {relabel:.2f} s "
-          f"({flops / relabel / 1e9:.0f} GFLOP/s)")
+    print(
+        f"\nrelabel {n:,} transitions (3 members x 3 x 256, fp32): {relabel:.2f} s "
+        f"({flops / relabel / 1e9:.0f} GFLOP/s)"
+    )
     for strategy in ("disagree", "entropy"):
         t0 = time.perf_counter()
         select_from_reward_cache(rb, 20, a.pool, 64, strategy, rng)
@@ -107,8 +140,10 @@ def micro(a: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         select_queries(rb, ensemble, 20, a.pool, 64, strategy, rng)
         networks = time.perf_counter() - t0
-        print(f"select 20 of {a.pool:,} candidate pairs (H = 64, {strategy}): {cached:.3f} s from the reward cache, "
-              f"{networks:.2f} s re-evaluating the networks")
+        print(
+            f"select 20 of {a.pool:,} candidate pairs (H = 64, {strategy}): {cached:.3f} s from the reward cache, "
+            f"{networks:.2f} s re-evaluating the networks"
+        )
 
 
 if __name__ == "__main__":
