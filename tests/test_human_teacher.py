@@ -156,3 +156,45 @@ def test_autostarted_server_serves_the_page_and_labels_move_training(tmp_path):
     check_trainer_got_exactly(run_dir, given)
     with socket.socket() as s:  # the trainer stopped its server
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_restarted_trainer_gets_its_labels_back_and_asks_nothing_again(tmp_path):
+    """The trainer submits a session and dies; labels are given meanwhile; a new trainer of the same run (same run
+    id and run directory) collects exactly those labels without uploading any query again."""
+    from test_replay import fill
+
+    from rlhf.feedback_client import FeedbackClient
+    from rlhf.human import HumanTeacher
+    from rlhf.replay import ReplayBuffer
+
+    rb = fill(ReplayBuffer(200, 3, 2, 4), [(60, False), (60, False)])
+    rng = np.random.default_rng(0)
+    seg_a, seg_b = rb.sample_segments(3, 16, rng), rb.sample_segments(3, 16, rng)
+    for seg in (seg_a, seg_b):  # real Hopper states, so that the clips render
+        seg.physics_states = np.zeros((3, 16, 12), np.float32)
+    server = start_feedback_server(port=0, data_dir=tmp_path / "server")
+    try:
+        first = HumanTeacher(FeedbackClient(server.url, "run-1"), "Hopper-v5", "hop", tmp_path / "pending", 32)
+        first.submit(seg_a, seg_b, session=0)
+        deadline = time.time() + 60
+        while server.client("run-1").status().total < 3 and time.time() < deadline:
+            time.sleep(0.1)
+        first.close()  # the trainer is gone; its queries are on the server
+        given: dict = {}
+        stop = threading.Event()
+        labeller = threading.Thread(target=label_everything, args=(server.url, given, stop, False), daemon=True)
+        labeller.start()
+        while len(given) < 3 and time.time() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        labeller.join(timeout=15)
+        uploads_before = server.client("run-1").status().total
+        second = HumanTeacher(FeedbackClient(server.url, "run-1"), "Hopper-v5", "hop", tmp_path / "pending", 32)
+        (answers,) = second.collect(wait=True, timeout=30)
+        second.close()
+        assert server.client("run-1").status().total == uploads_before == 3  # nothing asked again
+    finally:
+        server.stop()
+    expected = [given[f"s0000-q{i:03d}"] for i in range(3)]
+    np.testing.assert_array_equal(answers.labels, np.array([np.nan if x is None else x for x in expected], np.float32))
+    np.testing.assert_array_equal(answers.seg_a.obs, seg_a.obs)  # the labels come back with the segments' data

@@ -12,13 +12,24 @@ import imageio.v3 as iio
 import numpy as np
 import sac_rlhf
 from conftest import REPO_ROOT
-from rlhf.checkpoint import load_state
 from script_runs import TINY_SAC_RLHF, argv, run_in_process
+
+from rlhf.checkpoint import load_state
 
 
 def test_capture_video_and_offline_wandb(tmp_path):
-    m = run_in_process(sac_rlhf, argv(TINY_SAC_RLHF, tmp_path, "--capture-video", "--track", total_timesteps=600,
-                                      evaluation_frequency=600, teacher_feedback_total_queries=10))
+    m = run_in_process(
+        sac_rlhf,
+        argv(
+            TINY_SAC_RLHF,
+            tmp_path,
+            "--capture-video",
+            "--track",
+            total_timesteps=600,
+            evaluation_frequency=600,
+            teacher_feedback_total_queries=10,
+        ),
+    )
     run_dir = Path(m["run_dir"])
     (video,) = (run_dir / "videos" / "eval").glob("step_*.mp4")
     frames = iio.imread(video)
@@ -39,6 +50,12 @@ def test_capture_video_and_offline_wandb(tmp_path):
 
 def test_render_mode_human_without_a_display_is_a_clear_error(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    out = subprocess.run([sys.executable, "framework/sac_rlhf.py", "--render-mode", "human", "--runs-dir",
-                          str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "framework/sac_rlhf.py", "--render-mode", "human", "--runs-dir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 2 and "needs a display" in out.stderr

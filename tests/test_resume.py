@@ -13,11 +13,18 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT
-from rlhf.checkpoint import CheckpointError, load_state
 from script_runs import TINY_SAC_RLHF, argv
 
-RESUMABLE = {**TINY_SAC_RLHF, "--total-timesteps": 1500, "--checkpoint-frequency": 400, "--threads": 1,
-             "--teacher-feedback-total-queries": 25, "--evaluation-frequency": 750}
+from rlhf.checkpoint import CheckpointError, load_state
+
+RESUMABLE = {
+    **TINY_SAC_RLHF,
+    "--total-timesteps": 1500,
+    "--checkpoint-frequency": 400,
+    "--threads": 1,
+    "--teacher-feedback-total-queries": 25,
+    "--evaluation-frequency": 750,
+}
 
 
 def script(*args: str) -> list[str]:
@@ -36,12 +43,17 @@ def assert_same_final_state(a: Path, b: Path) -> None:
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
-    whole = subprocess.run(script(*argv(RESUMABLE, tmp_path / "whole")), cwd=REPO_ROOT, capture_output=True,
-                           text=True, timeout=300)
+    whole = subprocess.run(
+        script(*argv(RESUMABLE, tmp_path / "whole")), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert whole.returncode == 0, whole.stderr[-3000:]
 
-    proc = subprocess.Popen(script(*argv(RESUMABLE, tmp_path / "killed")), cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        script(*argv(RESUMABLE, tmp_path / "killed")),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not list((tmp_path / "killed").glob("*/checkpoints/resume/state.json")):
         assert proc.poll() is None, "the run ended before its first checkpoint"
@@ -50,8 +62,13 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     proc.wait()
     (run_dir,) = (tmp_path / "killed").iterdir()
     assert not (run_dir / "checkpoints" / "final.json").exists()  # it really died mid-run
-    resumed = subprocess.run(script("--resume", str(run_dir), "--no-progress-bar", "--threads", "1"),
-                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        script("--resume", str(run_dir), "--no-progress-bar", "--threads", "1"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stderr
     (whole_dir,) = (tmp_path / "whole").iterdir()
@@ -60,14 +77,18 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_of_a_damaged_checkpoint_is_a_clear_error(tmp_path):
-    out = subprocess.run(script(*argv(RESUMABLE, tmp_path, total_timesteps=600, evaluation_frequency=600)),
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        script(*argv(RESUMABLE, tmp_path, total_timesteps=600, evaluation_frequency=600)),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
     blob = run_dir / "checkpoints" / "resume" / "replay_buffer.safetensors"
     blob.write_bytes(blob.read_bytes()[:1000])
-    out = subprocess.run(script("--resume", str(run_dir)), cwd=REPO_ROOT, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(script("--resume", str(run_dir)), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "does not match its checksum" in out.stderr and "Traceback" not in out.stderr
     with pytest.raises(CheckpointError):

@@ -19,7 +19,9 @@ TINY_SAC = {
 
 def test_sac_runs_logs_and_checkpoints(tmp_path):
     m = run_in_process(sac, argv(TINY_SAC, tmp_path, "--capture-video"))
-    assert len(list((Path(m["run_dir"]) / "videos" / "eval").glob("step_*.mp4"))) == 2  # at 300 and 600 (the end, already evaluated, reuses it)
+    assert (
+        len(list((Path(m["run_dir"]) / "videos" / "eval").glob("step_*.mp4"))) == 2
+    )  # at 300 and 600 (the end, already evaluated, reuses it)
     assert m["step"] == 600 and np.isfinite(m["eval/mean_return"])
     s = scalars(m["run_dir"])
     assert {"charts/episodic_return", "losses/qf1_loss", "losses/actor_loss", "eval/mean_return"} <= set(s)
