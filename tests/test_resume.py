@@ -93,3 +93,32 @@ def test_resume_of_a_damaged_checkpoint_is_a_clear_error(tmp_path):
     assert "does not match its checksum" in out.stderr and "Traceback" not in out.stderr
     with pytest.raises(CheckpointError):
         load_state(blob.with_suffix(""))
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
+    """A cluster scheduler's SIGTERM is handled like Ctrl-C: a checkpoint is written and the run can continue."""
+    proc = subprocess.Popen(
+        script(*argv(RESUMABLE, tmp_path, checkpoint_frequency=100_000)),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(tmp_path.glob("*/exploration/agent.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    (run_dir,) = tmp_path.iterdir()
+    step = load_state(run_dir / "checkpoints" / "final")["step"]
+    assert 300 <= step < 1500
+    resumed = subprocess.run(
+        script("--resume", str(run_dir), "--no-progress-bar"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_state(run_dir / "checkpoints" / "final")["step"] == 1500

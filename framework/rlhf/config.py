@@ -301,14 +301,24 @@ def check_feedback_args(args) -> None:
     parse_pref_buffer_sessions(args.pref_buffer_size_sessions)
 
 
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_cli(args_type, main, argv: list[str] | None = None) -> int:
     """Parse the flags into ``args_type`` and run ``main``: exit status 2 with a one-line message for bad flags
-    (:class:`ConfigError`), 130 after Ctrl-C (which saves a checkpoint first), 1 with a traceback for a crash."""
+    (:class:`ConfigError`), 130 after Ctrl-C or SIGTERM (which save a checkpoint first), 1 with a traceback for a
+    crash."""
+    import signal
     import sys
+    import threading
 
     import tyro
 
     args = tyro.cli(args_type, args=argv)
+    if threading.current_thread() is threading.main_thread():
+        # A cluster's scheduler (SLURM) stops jobs with SIGTERM: treat it like Ctrl-C, which saves a checkpoint.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         main(args)
     except ConfigError as e:
