@@ -35,8 +35,10 @@ def select_device(use_cuda: bool) -> torch.device:
 
 
 def run_name(env_id: str, exp_name: str, seed: int) -> str:
-    safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
-    return f"{safe_env}__{exp_name}__{seed}__{int(time.time())}"
+    """``{env}__{exp_name}__{seed}__{unix_time}`` with characters other than letters, digits, ``_ . -`` replaced:
+    the name is a directory, a W&B run name and the run's id on the labelling server, which accepts only those."""
+    safe = lambda text: re.sub(r"[^A-Za-z0-9_.-]+", "-", text)  # noqa: E731
+    return f"{safe(env_id)}__{safe(exp_name)}__{seed}__{int(time.time())}"
 
 
 def make_run_dir(runs_dir: str, name: str) -> Path:
