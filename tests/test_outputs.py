@@ -39,6 +39,7 @@ def test_capture_video_and_offline_wandb(tmp_path):
     prefs = load_state(run_dir / "checkpoints" / "final")["preferences"]
     given = [row["label"] for row in index if row["label"] is not None]
     np.testing.assert_array_equal(given, prefs["labels"])  # the index shows the labels the model learned from
+    assert index[0]["clip_a"].endswith(".mp4")
     clip = iio.imread(run_dir / "videos" / "queries" / index[0]["clip_a"])
     assert clip.shape[0] == 16  # one frame per step of the segment
 

@@ -154,13 +154,13 @@ class ClipWorker:
 
 
 class QueryClipRecorder:
-    """``--capture-video``: keeps each queried pair as two WebM clips plus a line of ``index.jsonl`` with its label
-    (``videos/queries/``), rendered in the background."""
+    """``--capture-video``: keeps each queried pair as two H.264 mp4 clips plus a line of ``index.jsonl`` with its
+    label (``videos/queries/``), rendered in the background."""
 
     def __init__(self, directory: Path, env_id: str, size: int = 240):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.worker = ClipWorker(env_id, size, size, "webm", on_done=self._write)
+        self.worker = ClipWorker(env_id, size, size, "mp4", on_done=self._write)
 
     def _write(self, relative_path, clip: bytes) -> None:
         path = self.dir / relative_path
@@ -172,7 +172,7 @@ class QueryClipRecorder:
     def record(self, seg_a, seg_b, labels: np.ndarray, session: int, step: int) -> None:
         lines = []
         for i in range(len(labels)):
-            names = [f"session_{session:04d}/q{i:03d}_{side}.webm" for side in "ab"]
+            names = [f"session_{session:04d}/q{i:03d}_{side}.mp4" for side in "ab"]
             for name, seg in zip(names, (seg_a, seg_b), strict=True):
                 self.worker.submit(name, seg.physics_states[i], seg.mask[i])
             label = None if np.isnan(labels[i]) else float(labels[i])
