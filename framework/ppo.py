@@ -95,16 +95,14 @@ def main(args: Args) -> dict[str, float]:
             agent.obs_norm.update(obs)
         return agent.obs_norm(torch.as_tensor(obs, dtype=torch.float32, device=device))
 
-    eval_video = EvaluationRecorder(run_dir / "videos" / "eval", eval_env) if args.capture_video else None
+    eval_video = (
+        EvaluationRecorder(run_dir / "videos" / "eval", eval_env, tracker.eval_video) if args.capture_video else None
+    )
 
     @functools.lru_cache(maxsize=1)  # the final evaluation reuses one that just ran at the same step
     def evaluate(step: int) -> dict[str, float]:
-        recording = {"on_frame": eval_video.on_frame, "frame_every": eval_video.frame_every,
-                     "record_episodes": 1} if eval_video else {}  # fmt: skip
-        metrics = evaluate_policy(agent.act, eval_env, args.evaluation_episodes, args.seed + 10_000 + step, **recording)
-        if eval_video and (path := eval_video.save(step)):
-            tracker.video("videos/eval", path, step)
-        return metrics
+        seed = args.seed + 10_000 + step
+        return evaluate_policy(agent.act, eval_env, args.evaluation_episodes, seed, step, eval_video)
 
     next_obs, _ = envs.reset(seed=args.seed)
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)

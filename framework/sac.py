@@ -92,17 +92,15 @@ def main(args: Args) -> dict[str, float]:
     bar = ProgressBar(args.total_timesteps, disable=not args.progress_bar)
     window = EpisodeWindow(0)
 
-    eval_video = EvaluationRecorder(run_dir / "videos" / "eval", eval_env) if args.capture_video else None
+    eval_video = (
+        EvaluationRecorder(run_dir / "videos" / "eval", eval_env, tracker.eval_video) if args.capture_video else None
+    )
 
     @functools.lru_cache(maxsize=1)  # the final evaluation reuses one that just ran at the same step
     def evaluate(step: int) -> dict[str, float]:
         policy = lambda o: agent.act(o, deterministic=True)  # noqa: E731
-        recording = {"on_frame": eval_video.on_frame, "frame_every": eval_video.frame_every,
-                     "record_episodes": 1} if eval_video else {}  # fmt: skip
-        metrics = evaluate_policy(policy, eval_env, args.evaluation_episodes, args.seed + 10_000 + step, **recording)
-        if eval_video and (path := eval_video.save(step)):
-            tracker.video("videos/eval", path, step)
-        return metrics
+        seed = args.seed + 10_000 + step
+        return evaluate_policy(policy, eval_env, args.evaluation_episodes, seed, step, eval_video)
 
     step = 0
     completed = interrupted = False

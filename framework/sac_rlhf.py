@@ -195,7 +195,9 @@ def main(args: Args) -> dict[str, float]:
     tracker = Tracker(run_dir, args, args.track, args.wandb_project_name, args.wandb_entity)
     log.info("run directory %s; feedback sessions at steps %s", run_dir, sessions.tolist())
     query_clips = QueryClipRecorder(run_dir / "videos" / "queries", args.env_id) if args.capture_video else None
-    eval_video = EvaluationRecorder(run_dir / "videos" / "eval", eval_env) if args.capture_video else None
+    eval_video = (
+        EvaluationRecorder(run_dir / "videos" / "eval", eval_env, tracker.eval_video) if args.capture_video else None
+    )
 
     def reward_fn(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         return predict_member_rewards(ensemble, obs, actions)  # (n, M), cached in the buffer
@@ -203,15 +205,8 @@ def main(args: Args) -> dict[str, float]:
     @functools.lru_cache(maxsize=1)  # the final evaluation reuses one that just ran at the same step
     def evaluate(step: int) -> dict[str, float]:
         policy = lambda o: agent.act(o, deterministic=True)  # noqa: E731
-        recording = (
-            {"on_frame": eval_video.on_frame, "frame_every": eval_video.frame_every, "record_episodes": 1}
-            if eval_video
-            else {}
-        )
-        metrics = evaluate_policy(policy, eval_env, args.evaluation_episodes, args.seed + 10_000 + step, **recording)
-        if eval_video and (path := eval_video.save(step)):
-            tracker.video("videos/eval", path, step)
-        return metrics
+        seed = args.seed + 10_000 + step
+        return evaluate_policy(policy, eval_env, args.evaluation_episodes, seed, step, eval_video)
 
     def learn(answered, step: int, idle_seconds: float) -> None:
         """Train the reward ensemble on the answered sessions' labels and relabel the replay buffer."""

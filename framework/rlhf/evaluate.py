@@ -56,11 +56,18 @@ def summary(returns: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_policy(
-    policy: Callable[[np.ndarray], np.ndarray], env, episodes: int, seed: int, **recording
+    policy: Callable[[np.ndarray], np.ndarray], env, episodes: int, seed: int, step: int = 0, recorder=None
 ) -> dict[str, float]:
-    """``eval/*`` scalars of ``episodes`` episodes of a deterministic policy on the true return; ``recording``
-    (``on_frame``, ``frame_every``, ``record_episodes``) is passed to :func:`run_episodes`."""
+    """``eval/*`` scalars of ``episodes`` episodes of a deterministic policy on the true return.
+
+    ``recorder`` (an :class:`rlhf.video.EvaluationRecorder`) films the first episode and saves it for ``step``.
+    """
+    recording = {}
+    if recorder is not None:
+        recording = {"on_frame": recorder.on_frame, "frame_every": recorder.frame_every, "record_episodes": 1}
     returns, lengths = run_episodes(policy, env, episodes, seed, **recording)
+    if recorder is not None:
+        recorder.save(step)
     stats = summary(returns)
     return {
         "eval/mean_return": stats["mean"],

@@ -81,12 +81,12 @@ class Tracker:
             if math.isfinite(value):
                 self.writer.add_scalar(key, value, step)
 
-    def video(self, key: str, path: Path, step: int) -> None:
-        """An mp4 already on disk, to W&B (TensorBoard has no video type; the file stays in the run directory)."""
+    def eval_video(self, path: Path, step: int) -> None:
+        """An evaluation mp4 already on disk, to W&B (TensorBoard has no video type; the file stays in the run)."""
         if self.wandb is not None:
             import wandb
 
-            self.wandb.log({key: wandb.Video(str(path), format="mp4")}, step=step)
+            self.wandb.log({"videos/eval": wandb.Video(str(path), format="mp4")}, step=step)
 
     def close(self) -> None:
         self.writer.close()

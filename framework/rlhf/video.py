@@ -199,7 +199,9 @@ class EvaluationRecorder:
     """``--capture-video``: the first episode of each evaluation as ``videos/eval/step_{step:08d}.mp4``, in real
     time (every k-th step rendered, so the video plays at ≤ 30 fps)."""
 
-    def __init__(self, directory: Path, env):
+    def __init__(self, directory: Path, env, on_saved: Callable[[Path, int], None] | None = None):
+        """``on_saved(path, step)`` is told about each video written (e.g. to send it to W&B)."""
+        self.on_saved = on_saved
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.frame_every = (
@@ -217,4 +219,6 @@ class EvaluationRecorder:
         path = self.dir / f"step_{step:08d}.mp4"
         encode_video(np.stack(self.frames), self.fps, "mp4", path)
         self.frames = []
+        if self.on_saved is not None:
+            self.on_saved(path, step)
         return path
