@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from rlhf.checkpoint import rng_state, save_state
-from rlhf.config import ConfigError, GeneralArgs, run_cli
+from rlhf.cli import run_cli
+from rlhf.config import ConfigError, GeneralArgs
 from rlhf.envs import check_render_mode, configure_headless_rendering, env_info, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.ppo_agent import PPOAgent, PPOArgs, RewardScaler, check_ppo_args, ppo_update

@@ -23,6 +23,7 @@ import torch
 import tyro
 
 from rlhf.checkpoint import CheckpointError, load_state, rng_state, save_state
+from rlhf.cli import run_cli
 from rlhf.config import (
     ConfigError,
     ExplorationArgs,
@@ -31,7 +32,6 @@ from rlhf.config import (
     RuneArgs,
     SurfArgs,
     check_feedback_args,
-    run_cli,
 )
 from rlhf.envs import check_render_mode, configure_headless_rendering, env_info, get_physics_state, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy

@@ -15,7 +15,8 @@ import torch
 
 from rlhf.agent import SAC, SACConfig
 from rlhf.checkpoint import rng_state, save_state
-from rlhf.config import ConfigError, GeneralArgs, SACArgs, run_cli
+from rlhf.cli import run_cli
+from rlhf.config import ConfigError, GeneralArgs, SACArgs
 from rlhf.envs import check_render_mode, configure_headless_rendering, env_info, get_physics_state, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.replay import ReplayBuffer

@@ -29,6 +29,7 @@ from rlhf.checkpoint import (
     save_bundle,
     save_state,
 )
+from rlhf.cli import resumed_args, run_cli
 from rlhf.config import (
     ConfigError,
     ExplorationArgs,
@@ -39,8 +40,6 @@ from rlhf.config import (
     SACArgs,
     SurfArgs,
     check_feedback_args,
-    resumed_args,
-    run_cli,
 )
 from rlhf.envs import (
     check_render_mode,

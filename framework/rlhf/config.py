@@ -70,31 +70,6 @@ class ResumeArgs:
     """continue the run in this run directory from its last checkpoint, with the run's own flags"""
 
 
-def resumed_args(args, keep: tuple[str, ...] = ("resume", "progress_bar", "log_level", "threads")):
-    """The flags a run was started with (its args.json), for ``--resume RUN_DIR``; ``keep`` come from this call.
-
-    Raises ValueError when the directory is not a run, and logs which other given flags are ignored."""
-    import dataclasses
-    import json
-    import logging
-    from pathlib import Path
-
-    path = Path(args.resume) / "args.json"
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"--resume {args.resume}: not a run directory with a readable args.json ({e})") from e
-    known = {f.name for f in dataclasses.fields(args)}
-    merged = {k: v for k, v in saved.items() if k in known} | {k: getattr(args, k) for k in keep}
-    defaults = type(args)()
-    ignored = [
-        k for k in known - set(keep) if getattr(args, k) != getattr(defaults, k) and getattr(args, k) != merged.get(k)
-    ]
-    if ignored:
-        logging.getLogger("cleanrlhf").warning("--resume uses the run's own flags; ignoring %s", sorted(ignored))
-    return type(args)(**merged)
-
-
 @dataclass
 class SACArgs:
     buffer_size: int = 1_000_000
@@ -299,31 +274,3 @@ def check_feedback_args(args) -> None:
     if args.rune and not (args.rune_beta >= 0 and 0 <= args.rune_beta_decay < 1):
         raise ValueError("--rune-beta must be >= 0 and --rune-beta-decay in [0, 1)")
     parse_pref_buffer_sessions(args.pref_buffer_size_sessions)
-
-
-def _raise_keyboard_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def run_cli(args_type, main, argv: list[str] | None = None) -> int:
-    """Parse the flags into ``args_type`` and run ``main``: exit status 2 with a one-line message for bad flags
-    (:class:`ConfigError`), 130 after Ctrl-C or SIGTERM (which save a checkpoint first), 1 with a traceback for a
-    crash."""
-    import signal
-    import sys
-    import threading
-
-    import tyro
-
-    args = tyro.cli(args_type, args=argv)
-    if threading.current_thread() is threading.main_thread():
-        # A cluster's scheduler (SLURM) stops jobs with SIGTERM: treat it like Ctrl-C, which saves a checkpoint.
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        main(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
