@@ -21,6 +21,7 @@
     query: null, // the query shown (leased to us)
     busy: false, // an answer/undo request is in flight
     gen: 0, // bumps to cancel a running claim/wait loop
+    claiming: null, // the latest /api/claim request (a promise)
     backoffMs: 1000,
     started: false, // a first query was shown
   };
@@ -97,6 +98,14 @@
     const old = state.labeller;
     localStorage.setItem("cleanrlhf.labeller", name);
     state.labeller = name;
+    state.gen += 1; // stop the loop that claims under the old name
+    try {
+      // A claim still in flight under the old name may lease a pair after a release sent now; let it land first,
+      // so that the release gives that pair back too.
+      await state.claiming;
+    } catch (err) {
+      // Failed claims hold nothing.
+    }
     try {
       await api("/api/release", { labeller: old });
     } catch (err) {
@@ -211,7 +220,8 @@
       try {
         const body = { labeller: state.labeller };
         if (runFilter) body.run_id = runFilter;
-        const data = await api("/api/claim", body);
+        state.claiming = api("/api/claim", body);
+        const data = await state.claiming;
         if (gen !== state.gen) return;
         state.backoffMs = 1000;
         showProgress(data.progress);

@@ -133,6 +133,43 @@ def test_label_by_click_and_key_with_undo(browser, live_server, webm_clips):
     ctx.close()
 
 
+def test_renaming_while_a_claim_is_in_flight_strands_no_pair(browser, live_server, webm_clips):
+    """The page's first claim (under its generated name) is held back until after the labeller renames themself:
+    the pair that claim leases must not stay leased to the old name, or it would be hidden until the lease expired."""
+    trainer = live_server.client("rename")
+    trainer.register_run("make the hopper hop forward", "Hopper-v5")
+    for i in range(2):
+        trainer.upload_query(f"q{i}", 1, webm_clips[i], webm_clips[i + 1])
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    held = []
+
+    def hold_first_claim(route):
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/claim", hold_first_claim)
+    page.goto(live_server.page_url)
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the page never claimed"
+    page.fill("#labeller", "Renamed Labeller")
+    page.press("#labeller", "Enter")
+    page.wait_for_timeout(300)  # whatever the page sends after the rename reaches the server first
+    held[0].continue_()
+    wait_for_query(page, "q0")
+    page.keyboard.press("ArrowLeft")
+    wait_for_query(page, "q1")  # not stranded under the old name
+    page.keyboard.press("ArrowRight")
+    wait_for_query(page, None)
+    events = trainer.all_events()
+    assert [(e.query_id, e.labeller) for e in events] == [("q0", "Renamed Labeller"), ("q1", "Renamed Labeller")]
+    ctx.close()
+
+
 def test_two_labellers_never_see_the_same_query(browser, live_server, webm_clips):
     trainer = live_server.client("crowd")
     trainer.register_run("make the hopper hop forward", "Hopper-v5")
