@@ -59,11 +59,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--programs", nargs="+", choices=["sac.py", "sac_rlhf.py"], default=["sac.py", "sac_rlhf.py"])
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as runs:
         for seed in a.seeds:
             flags = [*COMMON, "--seed", str(seed), "--runs-dir", runs, "--threads", str(a.threads)]
             for name, module, extra in (("sac.py", sac, []), ("sac_rlhf.py", sac_rlhf, PEBBLE)):
+                if name not in a.programs:
+                    continue
                 metrics = module.main(tyro.cli(module.Args, args=[*flags, *extra]))
                 curve = eval_curve(metrics["run_dir"])
                 first = next((step for step, ret in curve if ret >= 900), None)

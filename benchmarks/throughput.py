@@ -116,7 +116,6 @@ def compare(a: argparse.Namespace, runs_dir: str) -> None:
 def micro(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     obs_dim, act_dim, n = 11, 3, a.relabel_transitions  # Hopper's sizes
-    ensemble = RewardEnsemble(obs_dim, act_dim)  # the defaults: 3 members of 3 x 256
     rb = ReplayBuffer(n, obs_dim, act_dim, 1, reward_members=3)
     rng = np.random.default_rng(0)
     rb.obs[:] = rng.normal(size=rb.obs.shape)
@@ -125,24 +124,30 @@ def micro(a: argparse.Namespace) -> None:
     rb.episode_step[:] = np.arange(n) % 1000
     rb.truncated[999::1000] = True
     rb.pos, rb.size = 0, n
-    t0 = time.perf_counter()
-    rb.relabel(lambda o, act: predict_member_rewards(ensemble, o, act))
-    relabel = time.perf_counter() - t0
-    flops = 2 * n * 3 * sum(p.numel() for name, p in ensemble.named_parameters() if name.endswith("weight")) / 3
-    print(
-        f"\nrelabel {n:,} transitions (3 members x 3 x 256, fp32): {relabel:.2f} s "
-        f"({flops / relabel / 1e9:.0f} GFLOP/s)"
-    )
+    default = RewardEnsemble(obs_dim, act_dim)  # the defaults: 3 members of 3 hidden layers of 64
+    for width in (64, 128, 256):  # PEBBLE's width, 256, for comparison
+        ensemble = RewardEnsemble(obs_dim, act_dim, hidden_dim=width)
+        t0 = time.perf_counter()
+        rb.relabel(lambda o, act, e=ensemble: predict_member_rewards(e, o, act))
+        relabel = time.perf_counter() - t0
+        flops = 2 * n * sum(p.numel() for name, p in ensemble.named_parameters() if name.endswith("weight"))
+        print(
+            f"relabel {n:,} transitions (3 members x 3 hidden layers of {width}, fp32): {relabel:.2f} s "
+            f"({flops / relabel / 1e9:.0f} GFLOP/s)",
+            flush=True,
+        )
+    rb.relabel(lambda o, act: predict_member_rewards(default, o, act))
     for strategy in ("disagree", "entropy"):
         t0 = time.perf_counter()
         select_from_reward_cache(rb, 20, a.pool, 64, strategy, rng)
         cached = time.perf_counter() - t0
         t0 = time.perf_counter()
-        select_queries(rb, ensemble, 20, a.pool, 64, strategy, rng)
+        select_queries(rb, default, 20, a.pool, 64, strategy, rng)
         networks = time.perf_counter() - t0
         print(
             f"select 20 of {a.pool:,} candidate pairs (H = 64, {strategy}): {cached:.3f} s from the reward cache, "
-            f"{networks:.2f} s re-evaluating the networks"
+            f"{networks:.2f} s re-evaluating the networks",
+            flush=True,
         )
 
 
