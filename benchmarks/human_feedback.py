@@ -23,7 +23,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "framework"))
 
-from rlhf.feedback_client import start_feedback_server  # noqa: E402
+from rlhf.feedback_server_process import start_feedback_server  # noqa: E402
 
 
 def labeller(url: str, stop: threading.Event, think: float) -> None:

@@ -16,7 +16,7 @@ from conftest import REPO_ROOT
 from script_runs import TINY_SAC_RLHF, argv
 
 from rlhf.checkpoint import load_state
-from rlhf.feedback_client import start_feedback_server
+from rlhf.feedback_server_process import start_feedback_server
 
 HUMAN_RUN = {
     **TINY_SAC_RLHF,

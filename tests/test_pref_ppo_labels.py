@@ -114,7 +114,7 @@ def test_human_labels_reach_pref_ppo(tmp_path):
 
     from test_human_teacher import check_trainer_got_exactly, label_everything
 
-    from rlhf.feedback_client import start_feedback_server
+    from rlhf.feedback_server_process import start_feedback_server
 
     server = start_feedback_server(port=0, data_dir=tmp_path / "server_data")
     given: dict = {}

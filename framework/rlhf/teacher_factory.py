@@ -43,7 +43,8 @@ def check_server_url(url: str) -> tuple[str, int]:
 
 def human_teacher(args, run_dir: Path, completed_sessions: set[int]):
     """(HumanTeacher, the autostarted server or None). The run's directory name is its id on the server."""
-    from rlhf.feedback_client import TOKEN_ENV, FeedbackClient, start_feedback_server
+    from rlhf.feedback_client import FeedbackClient
+    from rlhf.feedback_server_process import TOKEN_ENV, start_feedback_server
     from rlhf.human import HumanTeacher
 
     url = args.feedback_server_url if "://" in args.feedback_server_url else f"http://{args.feedback_server_url}"

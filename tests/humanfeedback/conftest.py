@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhf.feedback_client import FeedbackServerProcess, start_feedback_server
+from rlhf.feedback_server_process import FeedbackServerProcess, start_feedback_server
 
 from .feedback_testutil import CHROMIUM, TOKEN, encode_clip, moving_square  # also puts our code on sys.path
 

@@ -22,8 +22,8 @@ from rlhf.feedback_client import (
     FeedbackConnectionError,
     FeedbackServerError,
     LabelLog,
-    start_feedback_server,
 )
+from rlhf.feedback_server_process import start_feedback_server
 
 from .feedback_testutil import REPO, TOKEN
 
