@@ -342,7 +342,8 @@ def create_app(
         run_id = _optional_run(data)
         q = store.claim(labeller, run_id)
         out = None if q is None else dict(_query_out(q), run=store.get_run(q["run_id"]))
-        return jsonify(query=out, progress=store.progress(labeller, run_id))
+        # lease_seconds: the page renews its lease (by claiming again) while the pair is on screen.
+        return jsonify(query=out, progress=store.progress(labeller, run_id), lease_seconds=store.lease_seconds)
 
     @app.get("/api/wait")
     def wait_for_work() -> Response:

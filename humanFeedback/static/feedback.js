@@ -22,6 +22,7 @@
     busy: false, // an answer/undo request is in flight
     gen: 0, // bumps to cancel a running claim/wait loop
     claiming: null, // the latest /api/claim request (a promise)
+    leaseSeconds: 120, // how long the server reserves a claimed pair (it says so in every claim's answer)
     backoffMs: 1000,
     started: false, // a first query was shown
   };
@@ -201,6 +202,7 @@
     for (const v of videos) delete v.dataset.src;
     loadClips(q);
     setButtons();
+    scheduleRenewal(); // a full third of the lease from now
   }
 
   function showWaiting() {
@@ -224,6 +226,7 @@
         const data = await state.claiming;
         if (gen !== state.gen) return;
         state.backoffMs = 1000;
+        if (data.lease_seconds) state.leaseSeconds = data.lease_seconds;
         showProgress(data.progress);
         if (data.query) {
           const first = !state.started;
@@ -258,6 +261,45 @@
       }
     }
   }
+
+  // ------------------------------------------------------------------ keeping the lease
+  // The server reserves the shown pair for lease_seconds, and claiming again renews the reservation. A visible tab
+  // renews at a third of that, so a labeller who watches the clips for minutes keeps their pair; a hidden tab lets
+  // it run out, so a pair left in a forgotten tab goes to someone else.
+  async function renewLease() {
+    const q = state.query;
+    const gen = state.gen;
+    if (!q || state.busy || document.hidden) return;
+    const body = { labeller: state.labeller };
+    if (runFilter) body.run_id = runFilter;
+    let data;
+    try {
+      state.claiming = api("/api/claim", body);
+      data = await state.claiming;
+    } catch (err) {
+      return; // the next tick tries again
+    }
+    if (state.query !== q || state.gen !== gen || state.busy) return; // answered or replaced meanwhile
+    if (data.lease_seconds) state.leaseSeconds = data.lease_seconds;
+    showProgress(data.progress);
+    if (data.query && data.query.run_id === q.run_id && data.query.query_id === q.query_id) return; // renewed
+    announce("Your reservation of that pair ran out and it went to another labeller; here is the next one.");
+    if (data.query) show(data.query);
+    else next();
+  }
+
+  let renewTimer = null;
+  function scheduleRenewal() {
+    clearTimeout(renewTimer);
+    renewTimer = setTimeout(async () => {
+      await renewLease();
+      scheduleRenewal();
+    }, Math.max(1, state.leaseSeconds / 3) * 1000);
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) renewLease(); // back from another tab: keep the pair, or learn that it is gone
+  });
 
   // ------------------------------------------------------------------ answering and undo
   async function answer(choice) {

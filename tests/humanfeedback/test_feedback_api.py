@@ -35,6 +35,7 @@ def upload(client, auth, query_id, a, b, run_id="hopper-s1", session="1", mime="
 def claim(client, auth, labeller="ann", **extra):
     r = client.post("/api/claim", json={"labeller": labeller, **extra}, headers=auth)
     assert r.status_code == 200, r.json
+    assert r.json["lease_seconds"] == 120  # the page renews its lease at a third of this
     return r.json["query"]
 
 

@@ -170,6 +170,61 @@ def test_renaming_while_a_claim_is_in_flight_strands_no_pair(browser, live_serve
     ctx.close()
 
 
+def test_visible_page_keeps_its_pair_past_the_lease_and_a_hidden_one_lets_it_go(browser, tmp_path, webm_clips):
+    """With 3-second leases: a pair on screen in a visible tab stays reserved long past its lease (the page renews
+    it), so another labeller gets the next pair and the first labeller's answer is saved; in a hidden tab the lease
+    runs out, the pair goes to someone else, and the page moves on by itself when it is shown again."""
+    import requests
+
+    from rlhf.feedback_server_process import start_feedback_server
+
+    with start_feedback_server(port=0, data_dir=tmp_path / "data", token=TOKEN, lease_seconds=3) as server:
+        trainer = server.client("lease")
+        trainer.register_run("make the hopper hop forward", "Hopper-v5")
+        for i in range(4):
+            trainer.upload_query(f"q{i}", 1, webm_clips[i], webm_clips[i + 1])
+
+        def other(route: str, **body) -> dict:
+            r = requests.post(server.url + route, json={"labeller": "other", **body}, timeout=10,
+                              headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        def other_claims() -> str:
+            return other("/api/claim")["query"]["query_id"]
+
+        ctx = browser.new_context()
+        ctx.add_init_script("localStorage.setItem('cleanrlhf.labeller', 'watcher')")
+        page = ctx.new_page()
+        page.goto(server.page_url)
+        wait_for_query(page, "q0")
+        page.wait_for_timeout(7000)  # more than twice the lease
+        assert other_claims() == "q1"  # q0 is still reserved for the page
+        other("/api/answer", run_id="lease", query_id="q1", choice="B")
+        page.keyboard.press("ArrowLeft")
+        wait_for_query(page, "q2")
+
+        # The tab goes to the background: renewals stop and q2's lease runs out.
+        page.evaluate(
+            "() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});"
+            " document.dispatchEvent(new Event('visibilitychange')); }"
+        )
+        page.wait_for_timeout(4500)
+        assert other_claims() == "q2"  # q2's lease ran out, and it comes before the pending q3
+        page.evaluate(
+            "() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});"
+            " document.dispatchEvent(new Event('visibilitychange')); }"
+        )
+        page.wait_for_function(
+            "() => !document.getElementById('run-info').textContent.endsWith('query q2')", timeout=10_000
+        )
+        assert "went to another labeller" in page.text_content("#status")
+        events = trainer.all_events()
+        assert [(e.query_id, e.labeller) for e in events] == [("q1", "other"), ("q0", "watcher")]
+        assert shown_query(page) == "q3"
+        ctx.close()
+
+
 def test_two_labellers_never_see_the_same_query(browser, live_server, webm_clips):
     trainer = live_server.client("crowd")
     trainer.register_run("make the hopper hop forward", "Hopper-v5")
