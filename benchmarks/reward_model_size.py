@@ -15,6 +15,7 @@ over 50 000 random transitions. Each width sees the same labels (same seeds).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -27,16 +28,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "framework"))
 from rlhf.agent import SAC, SACConfig  # noqa: E402
 from rlhf.config import FeedbackArgs  # noqa: E402
 from rlhf.envs import env_info, get_physics_state, make_env  # noqa: E402
+from rlhf.feedback import pearson, session_config  # noqa: E402
 from rlhf.preferences import PreferenceDataset  # noqa: E402
 from rlhf.replay import ReplayBuffer  # noqa: E402
 from rlhf.reward_model import RewardEnsemble, predict_logits, predict_rewards  # noqa: E402
-from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble  # noqa: E402
+from rlhf.reward_training import train_reward_ensemble  # noqa: E402
+from rlhf.teacher import SimulatedTeacher  # noqa: E402
 from rlhf.tensors import to_tensor  # noqa: E402
 
 
 def collect(env_id: str, steps: int, seed: int) -> ReplayBuffer:
     """Every transition of a SAC run on the true reward (random actions for the first 1 000 steps)."""
+    torch.manual_seed(seed)  # the networks' initialisation and the policy's sampling: the same buffer every time
     env = make_env(env_id, seed=seed)
+    env.action_space.seed(seed)
     info = env_info(env)
     agent = SAC(info.obs_dim, info.act_dim, info.action_low, info.action_high, SACConfig())
     rb = ReplayBuffer(steps, info.obs_dim, info.act_dim, info.physics_state_dim)
@@ -59,19 +64,13 @@ def collect(env_id: str, steps: int, seed: int) -> ReplayBuffer:
     return rb
 
 
-def oracle(seg_a, seg_b) -> np.ndarray:
-    """P(B > A) of a perfectly rational teacher: 1 if B's true return is higher, 0 if lower, 0.5 if equal."""
-    ra, rb = seg_a.true_returns(), seg_b.true_returns()
-    return np.where(rb > ra, 1.0, np.where(rb < ra, 0.0, 0.5)).astype(np.float32)
-
-
 def score(ensemble: RewardEnsemble, test_a, test_b, test_y, obs, actions, true_r) -> tuple[float, float]:
     """(accuracy of the ensemble-mean logit on the strict test labels, Pearson r of mean r̂ with the true reward)."""
     logits = predict_logits(ensemble, test_a.obs, test_a.actions, test_a.mask, test_b.obs, test_b.actions, test_b.mask)
     strict = test_y != 0.5
     acc = float(((logits.mean(0).numpy() > 0) == (test_y > 0.5))[strict].mean())
     mean, _ = predict_rewards(ensemble, obs, actions)
-    return acc, float(np.corrcoef(mean, true_r)[0, 1])
+    return acc, pearson(mean, true_r)
 
 
 def main() -> None:
@@ -86,9 +85,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    flags = FeedbackArgs()
-    cfg = RewardTrainingConfig(flags.teacher_update_epochs, flags.teacher_batch_strategy,
-                               flags.teacher_minibatch_size, flags.teacher_feedback_batch_size)  # fmt: skip
+    flags = FeedbackArgs()  # sac_rlhf.py's defaults
+    cfg = session_config(flags).training
+    oracle = SimulatedTeacher.from_preset("oracle", np.random.default_rng(0))  # deterministic: no rng draws
     rows = []
     for env_id in a.envs:
         t0 = time.perf_counter()
@@ -98,15 +97,15 @@ def main() -> None:
               f"{returns.min():.0f}..{returns.max():.0f}", flush=True)  # fmt: skip
         test_rng = np.random.default_rng(12345)
         test_a, test_b = rb.sample_segments(4000, a.segment, test_rng), rb.sample_segments(4000, a.segment, test_rng)
-        test_y = oracle(test_a, test_b)
+        test_y = oracle.label(test_a.true_rewards, test_b.true_rewards)
         pick = test_rng.integers(0, rb.size, 50_000)
         obs, actions, true_r = rb.obs[pick], rb.actions[pick], rb.true_rewards[pick]
         for seed in a.seeds:
             for width in a.widths:
                 torch.manual_seed(seed)
                 rng = np.random.default_rng(seed)  # the same labels and splits for every width
-                ensemble = RewardEnsemble(rb.obs.shape[1], rb.actions.shape[1], flags.reward_net_ensemble_size,
-                                          width, flags.reward_net_hidden_layers)  # fmt: skip
+                sized = dataclasses.replace(flags, reward_net_hidden_dim=width)
+                ensemble = RewardEnsemble.from_args(sized, rb.obs.shape[1], rb.actions.shape[1])
                 optimizer = torch.optim.Adam(ensemble.parameters(), lr=flags.teacher_learning_rate)
                 data = PreferenceDataset(a.segment, rb.obs.shape[1], rb.actions.shape[1], rb.physics_states.shape[1])
                 seconds = 0.0
@@ -115,7 +114,8 @@ def main() -> None:
                         rb.sample_segments(a.session, a.segment, rng),
                         rb.sample_segments(a.session, a.segment, rng),
                     )
-                    data.add(seg_a, seg_b, oracle(seg_a, seg_b), session, flags.reward_net_val_split, rng)
+                    labels = oracle.label(seg_a.true_rewards, seg_b.true_rewards)
+                    data.add(seg_a, seg_b, labels, session, flags.reward_net_val_split, rng)
                     t0 = time.perf_counter()
                     train_reward_ensemble(ensemble, optimizer, data, cfg, rng)
                     seconds += time.perf_counter() - t0

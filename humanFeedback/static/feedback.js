@@ -214,19 +214,31 @@
     setButtons();
   }
 
+  // Who is asking, for the run this page is filtered to (if any).
+  function labellerBody() {
+    const body = { labeller: state.labeller };
+    if (runFilter) body.run_id = runFilter;
+    return body;
+  }
+
+  // POST /api/claim: the pair we hold (its lease renewed) or the next pending one. Kept in state.claiming so that
+  // a rename can wait for it to land before releasing the old name's lease.
+  async function claim() {
+    state.claiming = api("/api/claim", labellerBody());
+    const data = await state.claiming;
+    if (data.lease_seconds) state.leaseSeconds = data.lease_seconds;
+    return data;
+  }
+
   // Claim the next query; if there is none, wait for one (long-poll). Only one loop runs at a time.
   async function next() {
     const gen = ++state.gen;
     let waited = false;
     while (gen === state.gen) {
       try {
-        const body = { labeller: state.labeller };
-        if (runFilter) body.run_id = runFilter;
-        state.claiming = api("/api/claim", body);
-        const data = await state.claiming;
+        const data = await claim();
         if (gen !== state.gen) return;
         state.backoffMs = 1000;
-        if (data.lease_seconds) state.leaseSeconds = data.lease_seconds;
         showProgress(data.progress);
         if (data.query) {
           const first = !state.started;
@@ -270,17 +282,13 @@
     const q = state.query;
     const gen = state.gen;
     if (!q || state.busy || document.hidden) return;
-    const body = { labeller: state.labeller };
-    if (runFilter) body.run_id = runFilter;
     let data;
     try {
-      state.claiming = api("/api/claim", body);
-      data = await state.claiming;
+      data = await claim();
     } catch (err) {
       return; // the next tick tries again
     }
     if (state.query !== q || state.gen !== gen || state.busy) return; // answered or replaced meanwhile
-    if (data.lease_seconds) state.leaseSeconds = data.lease_seconds;
     showProgress(data.progress);
     if (data.query && data.query.run_id === q.run_id && data.query.query_id === q.query_id) return; // renewed
     announce("Your reservation of that pair ran out and it went to another labeller; here is the next one.");
@@ -293,7 +301,7 @@
     clearTimeout(renewTimer);
     renewTimer = setTimeout(async () => {
       await renewLease();
-      scheduleRenewal();
+      if (state.query) scheduleRenewal(); // show() starts it again for the next pair
     }, Math.max(1, state.leaseSeconds / 3) * 1000);
   }
 
@@ -341,8 +349,7 @@
     state.busy = true;
     setButtons();
     try {
-      const body = { labeller: state.labeller };
-      if (runFilter) body.run_id = runFilter;
+      const body = labellerBody();
       const data = await api("/api/undo", body);
       state.gen += 1; // stop any waiting loop: we hold the undone query now
       show(data.query);
