@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -24,32 +23,32 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from clip_files import CLIP_MIMES, sniff_clip_mime
 from flask import Flask, Response, jsonify, render_template, request, send_file
-from store import CHOICES, CLIP_MIMES, Store, StoreError, sniff_clip_mime
+from request_checks import (
+    ENV_ID_RE,
+    LOOPBACK_NAMES,
+    MAX_INSTRUCTION,
+    MAX_JSON_BYTES,
+    ApiError,
+    check_id,
+    check_labeller,
+    check_meta,
+    check_text,
+    host_name,
+    int_arg,
+    is_loopback,
+    json_body,
+    wait_arg,
+)
+from store import CHOICES, Store, StoreError
 from werkzeug.exceptions import HTTPException
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = HERE / "feedback_data"  # gitignored
 TOKEN_ENV = "FEEDBACK_SERVER_TOKEN"
 
-ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")  # run and query ids
-ENV_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./:+-]{0,127}")
-LABELLER_RE = re.compile(r"\w(?:[\w .@+-]{0,62}[\w.@+-])?")  # a display name, 1-64 chars, no edge spaces
-MAX_INSTRUCTION = 2000
-MAX_META_BYTES = 8192
-MAX_JSON_BYTES = 64 * 1024
-MAX_WAIT = 30.0
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-
 log = logging.getLogger("feedback_server")
-
-
-class ApiError(Exception):
-    """A client error answered as ``{"error": code, "message": ...}`` with ``status``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -58,91 +57,6 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
-
-
-# ---------------------------------------------------------------------- validation
-def _check_id(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not ID_RE.fullmatch(value):
-        raise ApiError(400, "invalid_field", f"{field} must be a string matching {ID_RE.pattern}")
-    return value
-
-
-def _check_labeller(value: Any) -> str:
-    if not isinstance(value, str) or not LABELLER_RE.fullmatch(value):
-        raise ApiError(400, "invalid_field", "labeller must be a name of 1-64 letters, digits, spaces or ._@+-")
-    return value
-
-
-def _check_meta(value: Any, field: str = "meta") -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ApiError(400, "invalid_field", f"{field} must be a JSON object")
-    try:
-        size = len(json.dumps(value, allow_nan=False))
-    except ValueError as e:
-        raise ApiError(400, "invalid_field", f"{field} must be plain JSON (no NaN/Infinity)") from e
-    if size > MAX_META_BYTES:
-        raise ApiError(400, "invalid_field", f"{field} is larger than {MAX_META_BYTES} bytes")
-    return value
-
-
-def _check_text(value: Any, field: str, max_len: int) -> str:
-    if not isinstance(value, str) or len(value) > max_len:
-        raise ApiError(400, "invalid_field", f"{field} must be a string of at most {max_len} characters")
-    if any(ord(c) < 32 and c not in "\n\t" for c in value) or "\x7f" in value:
-        raise ApiError(400, "invalid_field", f"{field} must not contain control characters")
-    return value
-
-
-def _json_body(allowed: set[str], required: set[str]) -> dict[str, Any]:
-    """The request's JSON object; 415 if not JSON, 400 if malformed, not an object, missing or unknown fields."""
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise ApiError(413, "too_large", f"JSON bodies are limited to {MAX_JSON_BYTES} bytes")
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "malformed_json", "the body must be a JSON object")
-    missing = sorted(required - data.keys())
-    if missing:
-        raise ApiError(400, "missing_field", f"missing field(s): {', '.join(missing)}")
-    unknown = sorted(data.keys() - allowed)
-    if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}; allowed: {sorted(allowed)}")
-    return data
-
-
-def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"\d{1,18}", raw) or not lo <= int(raw) <= hi:
-        raise ApiError(400, "invalid_parameter", f"{name} must be an integer in [{lo}, {hi}]")
-    return int(raw)
-
-
-def _wait_arg() -> float:
-    raw = request.args.get("wait")
-    if raw is None:
-        return 0.0
-    if not re.fullmatch(r"\d{1,3}(\.\d{1,6})?", raw) or float(raw) > MAX_WAIT:
-        raise ApiError(400, "invalid_parameter", f"wait must be a number of seconds in [0, {MAX_WAIT:g}]")
-    return float(raw)
-
-
-def _host_name(host_header: str) -> str:
-    """``[::1]:5001`` -> ``::1``; ``localhost:5001`` -> ``localhost``."""
-    if host_header.startswith("["):
-        return host_header[1 : host_header.find("]")]
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------------- the app
@@ -187,7 +101,7 @@ def create_app(
         if origin is not None and request.method not in ("GET", "HEAD") and urlsplit(origin).netloc != request.host:
             return _error(403, "cross_origin", "cross-origin requests are not allowed")
         if token_bytes is None:
-            if _host_name(request.host) not in hosts:
+            if host_name(request.host) not in hosts:
                 return _error(400, "bad_host", "unexpected Host header (start the server with --token to serve it)")
             return None
         supplied = ""
@@ -238,7 +152,7 @@ def create_app(
         return _error(500, "internal_error", "internal server error (see the server log)")
 
     def _run_id(run_id: str) -> str:
-        _check_id(run_id, "run_id")
+        check_id(run_id, "run_id")
         store.get_run(run_id)
         return run_id
 
@@ -261,12 +175,12 @@ def create_app(
 
     @app.post("/api/runs")
     def register_run() -> tuple[Response, int]:
-        data = _json_body({"run_id", "instruction", "env_id", "meta"}, {"run_id", "instruction", "env_id"})
-        run_id = _check_id(data["run_id"], "run_id")
-        instruction = _check_text(data["instruction"], "instruction", MAX_INSTRUCTION)
+        data = json_body({"run_id", "instruction", "env_id", "meta"}, {"run_id", "instruction", "env_id"})
+        run_id = check_id(data["run_id"], "run_id")
+        instruction = check_text(data["instruction"], "instruction", MAX_INSTRUCTION)
         if not isinstance(data["env_id"], str) or not ENV_ID_RE.fullmatch(data["env_id"]):
             raise ApiError(400, "invalid_field", f"env_id must be a string matching {ENV_ID_RE.pattern}")
-        meta = _check_meta(data.get("meta", {}))
+        meta = check_meta(data.get("meta", {}))
         run, created = store.register_run(run_id, instruction, data["env_id"], meta)
         return jsonify(run=run, created=created), 201 if created else 200
 
@@ -287,13 +201,13 @@ def create_app(
         for name in ("query_id", "session"):
             if len(form.getlist(name)) != 1:
                 raise ApiError(400, "missing_field", f"exactly one form field {name!r} is required")
-        query_id = _check_id(form["query_id"], "query_id")
+        query_id = check_id(form["query_id"], "query_id")
         if not re.fullmatch(r"\d{1,9}", form["session"]):
             raise ApiError(400, "invalid_field", "session must be a non-negative integer (< 1e9)")
         meta: dict[str, Any] = {}
         if "meta" in form:
             try:
-                meta = _check_meta(json.loads(form["meta"]))
+                meta = check_meta(json.loads(form["meta"]))
             except ValueError as e:
                 raise ApiError(400, "invalid_field", "meta must be a JSON object") from e
         clips = []
@@ -315,14 +229,14 @@ def create_app(
     @app.get("/api/runs/<run_id>/queries/<query_id>")
     def get_query(run_id: str, query_id: str) -> Response:
         _run_id(run_id)
-        return jsonify(query=_query_out(store.get_query(run_id, _check_id(query_id, "query_id"))))
+        return jsonify(query=_query_out(store.get_query(run_id, check_id(query_id, "query_id"))))
 
     @app.get("/api/runs/<run_id>/events")
     def events(run_id: str) -> Response:
         _run_id(run_id)
-        after = _int_arg("after", 0, 0, 2**62)
-        limit = _int_arg("limit", 500, 1, 1000)
-        evs = store.events(run_id, after=after, wait=_wait_arg(), limit=limit)
+        after = int_arg("after", 0, 0, 2**62)
+        limit = int_arg("limit", 500, 1, 1000)
+        evs = store.events(run_id, after=after, wait=wait_arg(), limit=limit)
         return jsonify(events=evs, last_seq=evs[-1]["seq"] if evs else after)
 
     @app.get("/api/runs/<run_id>/status")
@@ -333,12 +247,12 @@ def create_app(
     # ---------------------------------------------------------------- page API
     def _optional_run(data: dict[str, Any]) -> str | None:
         run_id = data.get("run_id")
-        return None if run_id is None else _run_id(_check_id(run_id, "run_id"))
+        return None if run_id is None else _run_id(check_id(run_id, "run_id"))
 
     @app.post("/api/claim")
     def claim() -> Response:
-        data = _json_body({"labeller", "run_id"}, {"labeller"})
-        labeller = _check_labeller(data["labeller"])
+        data = json_body({"labeller", "run_id"}, {"labeller"})
+        labeller = check_labeller(data["labeller"])
         run_id = _optional_run(data)
         q = store.claim(labeller, run_id)
         out = None if q is None else dict(_query_out(q), run=store.get_run(q["run_id"]))
@@ -349,14 +263,14 @@ def create_app(
     def wait_for_work() -> Response:
         run_id = request.args.get("run_id")
         run_id = None if run_id is None else _run_id(run_id)
-        return jsonify(claimable=store.wait_claimable(run_id, wait=_wait_arg()))
+        return jsonify(claimable=store.wait_claimable(run_id, wait=wait_arg()))
 
     @app.post("/api/answer")
     def answer() -> Response:
-        data = _json_body({"labeller", "run_id", "query_id", "choice"}, {"labeller", "run_id", "query_id", "choice"})
-        labeller = _check_labeller(data["labeller"])
-        run_id = _run_id(_check_id(data["run_id"], "run_id"))
-        query_id = _check_id(data["query_id"], "query_id")
+        data = json_body({"labeller", "run_id", "query_id", "choice"}, {"labeller", "run_id", "query_id", "choice"})
+        labeller = check_labeller(data["labeller"])
+        run_id = _run_id(check_id(data["run_id"], "run_id"))
+        query_id = check_id(data["query_id"], "query_id")
         if not isinstance(data["choice"], str) or data["choice"] not in CHOICES:
             raise ApiError(400, "invalid_field", f"choice must be one of {list(CHOICES)}")
         event = store.answer(labeller, run_id, query_id, data["choice"])
@@ -364,8 +278,8 @@ def create_app(
 
     @app.post("/api/undo")
     def undo() -> Response:
-        data = _json_body({"labeller", "run_id"}, {"labeller"})
-        labeller = _check_labeller(data["labeller"])
+        data = json_body({"labeller", "run_id"}, {"labeller"})
+        labeller = check_labeller(data["labeller"])
         run_id = _optional_run(data)
         q = store.undo(labeller, run_id)
         out = dict(_query_out(q), run=store.get_run(q["run_id"]))
@@ -373,8 +287,8 @@ def create_app(
 
     @app.post("/api/release")
     def release() -> Response:
-        data = _json_body({"labeller"}, {"labeller"})
-        return jsonify(released=store.release(_check_labeller(data["labeller"])))
+        data = json_body({"labeller"}, {"labeller"})
+        return jsonify(released=store.release(check_labeller(data["labeller"])))
 
     @app.get("/api/progress")
     def progress() -> Response:
@@ -382,7 +296,7 @@ def create_app(
         run_id = request.args.get("run_id")
         return jsonify(
             store.progress(
-                None if labeller is None else _check_labeller(labeller),
+                None if labeller is None else check_labeller(labeller),
                 None if run_id is None else _run_id(run_id),
             )
         )

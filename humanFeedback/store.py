@@ -1,5 +1,5 @@
 """Durable store of the labelling server: SQLite (WAL) for runs, queries, labels, labellers and the event log,
-plus a content-addressed clip store on disk.
+plus the content-addressed clip files on disk (clip_files.py).
 
 Durability: every mutation is one transaction committed before the HTTP handler answers. The database runs in
 WAL mode with ``synchronous=FULL``: a commit appends its frames to the ``-wal`` file with ``write()`` *and*
@@ -22,19 +22,17 @@ back to them.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from clip_files import CLIP_MIMES, clip_path, parse_clip_name, remove_temporaries, write_clip
 
 try:
     import fcntl
@@ -45,9 +43,6 @@ SCHEMA_VERSION = 1
 
 # Label encoding is fixed project-wide: P(B > A). "skip" is not a label.
 CHOICES: dict[str, float | None] = {"A": 0.0, "B": 1.0, "equal": 0.5, "skip": None}
-
-CLIP_MIMES = {"video/webm": "webm", "video/mp4": "mp4"}
-CLIP_NAME_RE = re.compile(r"[0-9a-f]{64}\.(webm|mp4)")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -133,15 +128,6 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def sniff_clip_mime(data: bytes) -> str | None:
-    """The container of ``data`` from its magic bytes: WebM (EBML header) or MP4 (``ftyp`` box), else None."""
-    if data[:4] == b"\x1a\x45\xdf\xa3":
-        return "video/webm"
-    if len(data) >= 12 and data[4:8] == b"ftyp":
-        return "video/mp4"
-    return None
-
-
 class Store:
     """All state of the labelling server. Thread-safe; one instance per data dir and process."""
 
@@ -159,8 +145,7 @@ class Store:
                 raise RuntimeError(f"another feedback server is already using {self.data_dir}") from None
         self.lease_seconds = float(lease_seconds)
         self._clock = clock
-        for stale in self.clip_dir.glob(".tmp-*"):  # half-written clips of a killed server (never referenced)
-            stale.unlink(missing_ok=True)
+        remove_temporaries(self.clip_dir)
         self._cond = threading.Condition(threading.Lock())
         self._closing = False
         # One connection shared by the server's threads; every use is under self._cond's lock.
@@ -264,54 +249,27 @@ class Store:
 
     # ------------------------------------------------------------------ clips
     def put_clip(self, data: bytes, mime: str) -> str:
-        """Write a clip into the store (content-addressed, atomic, fsynced) and return its id (sha256 hex).
-
-        The file name is derived from the bytes only; nothing the client sends becomes part of a path.
-        """
-        ext = CLIP_MIMES[mime]
-        clip_id = hashlib.sha256(data).hexdigest()
-        final = self.clip_dir / f"{clip_id}.{ext}"
-        if not final.exists():
-            tmp = self.clip_dir / f".tmp-{uuid.uuid4().hex}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-            self._fsync_dir(self.clip_dir)
+        """Write a clip into the store (content-addressed, atomic, fsynced: clip_files.py) and register it; returns
+        its id (sha256 hex)."""
+        clip_id = write_clip(self.clip_dir, data, mime)
         with self._cond, self._tx() as db:
             db.execute("INSERT OR IGNORE INTO clips VALUES (?, ?, ?, ?)", (clip_id, mime, len(data), self._clock()))
         return clip_id
-
-    @staticmethod
-    def _fsync_dir(path: Path) -> None:
-        """Make a rename in ``path`` durable (POSIX; directories cannot be opened for fsync on Windows)."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
     def clip_file(self, name: str) -> tuple[Path, str]:
         """The file and mime type of a stored clip named ``<sha256>.<ext>``; NotFound for anything else.
 
         Defence in depth: the name must match a strict pattern, be registered in the database, and the resolved
-        path must sit directly inside the clip directory (so no ``..``, sibling-prefix or symlink escapes).
+        path must sit directly inside the clip directory.
         """
-        if not isinstance(name, str) or not CLIP_NAME_RE.fullmatch(name):
+        parsed = parse_clip_name(name)
+        if parsed is None:
             raise NotFound("unknown_clip", "no such clip")
-        clip_id, ext = name.split(".")
+        clip_id, ext = parsed
         with self._cond:
             row = self._db.execute("SELECT mime FROM clips WHERE clip_id = ?", (clip_id,)).fetchone()
-        if row is None or CLIP_MIMES[row["mime"]] != ext:
-            raise NotFound("unknown_clip", "no such clip")
-        path = (self.clip_dir / name).resolve()
-        if path.parent != self.clip_dir or not path.is_file():
+        path = None if row is None or CLIP_MIMES[row["mime"]] != ext else clip_path(self.clip_dir, name)
+        if path is None:
             raise NotFound("unknown_clip", "no such clip")
         return path, row["mime"]
 
