@@ -145,8 +145,8 @@ class FeedbackArgs:
     query_pool_multiplier: int = 10
     """candidate pairs drawn per session, as a multiple of the queries asked (PEBBLE's large batch)"""
     reward_net_hidden_dim: int = 64
-    """width of the reward model's hidden layers (PEBBLE: 256; 64 measured as accurate and 4-6x cheaper, see
-    benchmarks/reward_model_size.py)"""
+    """width of the reward model's hidden layers (PEBBLE: 256; 64 measured as accurate up to a few hundred labels
+    and 4-6x cheaper, 256 slightly better at 500: benchmarks/reward_model_size.py)"""
     reward_net_hidden_layers: int = 3
     """number of hidden layers of each reward-model member"""
     reward_net_dropout: float = 0.0
