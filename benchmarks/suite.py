@@ -1,0 +1,479 @@
+"""The benchmark campaign: named tiers of env × method × label budget × seed, each cell one ordinary run of our
+scripts, run side by side by worker processes, stoppable and restartable at any moment.
+
+    uv run python benchmarks/suite.py --tier quick --workers 2            # 2 workers × 1 torch thread
+    uv run python benchmarks/suite.py --tier quick --list                 # the grid and what is done
+    uv run python benchmarks/suite.py --tier medium --workers 2 --publish # copy finished cells into the repo
+
+Each cell runs ``framework/<script>.py`` in its own process with ``--runs-dir <results>/<tier>/runs/<cell>``.
+A finished cell is written as ``<results>/<tier>/<cell>.csv`` (``step, eval_return, labels, wall_seconds`` at
+every evaluation) and ``<cell>.json`` (its flags, final numbers and the machine). A rerun skips finished cells and
+continues interrupted ones with ``--resume`` from their last periodic checkpoint (a script without a resumable
+checkpoint starts the cell again). Stopping the runner (Ctrl-C, SIGTERM) stops every cell, which saves a
+checkpoint first. With ``--publish`` each finished cell's two files are also copied to
+``benchmarks/results/<tier>/``, from which ``benchmarks/report.py`` builds the README's tables and plots.
+
+Seeds are fixed lists, chosen before any result was seen and never changed by results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "framework"))
+
+from rlhf.runs import read_scalars, value_at  # noqa: E402
+
+DEFAULT_RESULTS = Path("~/cleanrlhf-benchmarks").expanduser()
+PUBLISHED = REPO_ROOT / "benchmarks" / "results"
+CSV_COLUMNS = ("step", "eval_return", "labels", "wall_seconds")
+SEEDS_5 = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One environment's budget in a tier; ``pebble`` holds the flags that only the PEBBLE run gets."""
+
+    env_id: str
+    steps: int
+    eval_every: int
+    common: tuple[str, ...] = ()
+    pebble: tuple[str, ...] = ()
+    checkpoint_every: int = 0  # periodic resumable checkpoints (0: the script's default), for scripts with --resume
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    tasks: tuple[Task, ...]
+    label_budgets: dict[str, tuple[int, ...]]  # env id -> PEBBLE label budgets
+    seeds: tuple[int, ...]
+    queries_per_session: dict[int, int] = field(default_factory=dict)  # label budget -> queries per session
+    runnable_on_cpu: bool = True
+    description: str = ""
+
+
+# quick: small tasks that SAC solves in tens of thousands of steps; 100 labels in 10 sessions of 10 (PEBBLE's
+# walker-walk budget), segments of 50 steps (B-Pref, PEBBLE) or half an episode where episodes are shorter.
+_QUICK_COMMON = ("--learning-starts", "1000", "--evaluation-episodes", "10")
+_QUICK_PEBBLE = ("--total-explore-steps", "2000")
+QUICK = Tier(
+    name="quick",
+    tasks=(
+        Task("InvertedPendulum-v5", 20_000, 2_000, _QUICK_COMMON, (*_QUICK_PEBBLE, "--trajectory-length", "50"), 5_000),
+        Task(
+            "InvertedDoublePendulum-v5",
+            25_000,
+            2_500,
+            _QUICK_COMMON,
+            (*_QUICK_PEBBLE, "--trajectory-length", "50"),
+            5_000,
+        ),
+        # Reacher's episodes are 50 steps long
+        Task("Reacher-v5", 20_000, 2_000, _QUICK_COMMON, (*_QUICK_PEBBLE, "--trajectory-length", "25"), 5_000),
+        # 1000-step episodes: fewer evaluation episodes keep evaluation a small share of the run
+        Task(
+            "dm_control/cartpole-swingup-v0",
+            40_000,
+            4_000,
+            ("--learning-starts", "1000", "--evaluation-episodes", "5"),
+            (*_QUICK_PEBBLE, "--trajectory-length", "50"),
+            checkpoint_every=5_000,
+        ),
+    ),
+    label_budgets={},
+    seeds=SEEDS_5,
+    queries_per_session={100: 10},
+    description="PEBBLE with 100 oracle labels against SAC on the true reward; minutes per run on a CPU",
+)
+for _t in QUICK.tasks:
+    QUICK.label_budgets[_t.env_id] = (100,)
+
+# medium: the locomotion tasks the papers use, at 200 k steps (a fifth of the MuJoCo protocol, 2/5 of walker-walk's)
+MEDIUM = Tier(
+    name="medium",
+    tasks=(
+        Task("Hopper-v5", 200_000, 10_000, checkpoint_every=20_000),
+        Task("Walker2d-v5", 200_000, 10_000, checkpoint_every=20_000),
+        Task("HalfCheetah-v5", 200_000, 10_000, checkpoint_every=20_000),
+        Task("dm_control/walker-walk-v0", 200_000, 10_000, (), ("--trajectory-length", "50"), 20_000),
+    ),
+    label_budgets={
+        "Hopper-v5": (500,),
+        "Walker2d-v5": (500,),
+        "HalfCheetah-v5": (500,),
+        "dm_control/walker-walk-v0": (100,),  # the budget SURF, QPA and later work use
+    },
+    seeds=(1, 2, 3),
+    queries_per_session={500: 20, 100: 10},
+    description="locomotion at 200 k steps: 500 labels on MuJoCo, 100 on walker-walk; tens of minutes per run",
+)
+
+# standard: the B-Pref / OnlinePbRL protocol (anchors: shared notes §1.2); defined for a GPU or a cluster
+STANDARD = Tier(
+    name="standard",
+    tasks=(
+        Task("dm_control/walker-walk-v0", 500_000, 10_000, ("--trajectory-length", "50")),
+        Task("dm_control/cheetah-run-v0", 1_000_000, 10_000, ("--trajectory-length", "50")),
+        Task("dm_control/quadruped-walk-v0", 1_000_000, 10_000, ("--trajectory-length", "50")),
+        *(
+            Task(env, 1_000_000, 10_000, ("--trajectory-length", "50"))
+            for env in ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5")
+        ),
+    ),
+    label_budgets={
+        "dm_control/walker-walk-v0": (100, 500),
+        "dm_control/cheetah-run-v0": (100,),
+        "dm_control/quadruped-walk-v0": (1000,),
+        "Hopper-v5": (1000,),
+        "Walker2d-v5": (1000,),
+        "HalfCheetah-v5": (1000,),
+        "Ant-v5": (1000,),
+    },
+    seeds=SEEDS_5,
+    queries_per_session={100: 10, 500: 50, 1000: 100},
+    runnable_on_cpu=False,
+    description="the B-Pref / OnlinePbRL protocol: 500 k to 1 M steps; not run on the 2-core CPU",
+)
+
+TIERS = {t.name: t for t in (QUICK, MEDIUM, STANDARD)}
+SCRIPTS = {"pebble": "sac_rlhf.py", "sac": "sac.py"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    tier: str
+    env_id: str
+    method: str  # "pebble" or "sac" (the oracle: SAC on the true reward)
+    labels: int  # label budget (0 for the oracle)
+    seed: int
+    steps: int
+    flags: tuple[str, ...]
+    checkpoint_every: int = 0
+
+    @property
+    def name(self) -> str:
+        env = self.env_id.replace("/", "-")
+        method = f"pebble{self.labels}" if self.method == "pebble" else self.method
+        return f"{env}__{method}__seed{self.seed}"
+
+    @property
+    def script(self) -> str:
+        return SCRIPTS[self.method]
+
+
+def cells(tier: Tier) -> list[Cell]:
+    """The tier's grid, seed-major so that an interrupted campaign has whole seeds done first."""
+    out = []
+    for seed in tier.seeds:
+        for task in tier.tasks:
+            base = (
+                "--env-id", task.env_id, "--seed", str(seed), "--total-timesteps", str(task.steps),
+                "--evaluation-frequency", str(task.eval_every), *task.common,
+            )  # fmt: skip
+            out.append(Cell(tier.name, task.env_id, "sac", 0, seed, task.steps, base, task.checkpoint_every))
+            for labels in tier.label_budgets[task.env_id]:
+                per_session = tier.queries_per_session.get(labels, 10)
+                feedback = (
+                    "--teacher-feedback-total-queries", str(labels),
+                    "--teacher-feedback-num-queries-per-session", str(per_session),
+                )  # fmt: skip
+                flags = (*base, *task.pebble, *feedback)
+                out.append(
+                    Cell(tier.name, task.env_id, "pebble", labels, seed, task.steps, flags, task.checkpoint_every)
+                )
+    return out
+
+
+# ---- one cell's files -------------------------------------------------------------------------------------------
+
+
+def run_dirs(cell_runs: Path) -> list[Path]:
+    return sorted(p for p in cell_runs.glob("*") if (p / "args.json").is_file()) if cell_runs.is_dir() else []
+
+
+def resumable_run(cell_runs: Path) -> Path | None:
+    """The cell's run directory if it holds a periodic checkpoint to continue from."""
+    runs = run_dirs(cell_runs)
+    if len(runs) != 1:
+        return None
+    ckpt = runs[0] / "checkpoints"
+    return runs[0] if (ckpt / "resume").is_dir() or (ckpt / "resume.old").is_dir() else None
+
+
+def script_resumes(script: str) -> bool:
+    """Whether the script has ``--resume`` (read from its flags, so a script gains it without a change here)."""
+    import importlib
+
+    module = importlib.import_module(Path(script).stem)
+    return any(f.name == "resume" for f in dataclasses.fields(module.Args))
+
+
+def curve_rows(run_dir: Path) -> list[dict[str, float]]:
+    scalars = read_scalars(run_dir)
+    labels = scalars.get("feedback/total_labels", [])
+    return [
+        {
+            "step": s.step,
+            "eval_return": s.value,
+            "labels": int(value_at(labels, s.step)),
+            "wall_seconds": round(s.wall_seconds, 1),
+        }
+        for s in scalars.get("eval/mean_return", [])
+    ]
+
+
+def machine() -> dict[str, str | int]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count() or 0, "python": platform.python_version()}
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def write_result(cell: Cell, tier_dir: Path, run_dir: Path, attempts: list[dict], threads: int) -> list[dict]:
+    rows = curve_rows(run_dir)
+    if not rows:
+        raise RuntimeError(f"{run_dir} finished without an evaluation")
+    tmp = tier_dir / f"{cell.name}.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    meta = {
+        "tier": cell.tier,
+        "env_id": cell.env_id,
+        "method": cell.method,
+        "labels_budget": cell.labels,
+        "seed": cell.seed,
+        "script": f"framework/{cell.script}",
+        "flags": list(cell.flags),
+        "threads": threads,
+        "total_timesteps": cell.steps,
+        "final_step": rows[-1]["step"],
+        "final_eval_return": rows[-1]["eval_return"],
+        "final_labels": rows[-1]["labels"],
+        "wall_seconds": rows[-1]["wall_seconds"],
+        "attempts": attempts,
+        "machine": machine(),
+        "commit": git_commit(),
+    }
+    (tier_dir / f"{cell.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, tier_dir / f"{cell.name}.csv")  # the CSV, written last, marks the cell done
+    return rows
+
+
+def is_done(tier_dir: Path, cell: Cell) -> bool:
+    return (tier_dir / f"{cell.name}.csv").is_file() and (tier_dir / f"{cell.name}.json").is_file()
+
+
+# ---- the runner ----------------------------------------------------------------------------------------------------
+
+
+class Running:
+    def __init__(self, cell: Cell, proc: subprocess.Popen, log, resumed: bool):
+        self.cell, self.proc, self.log, self.resumed = cell, proc, log, resumed
+        self.started = time.time()
+
+
+def start(cell: Cell, tier_dir: Path, threads: int, resume: bool) -> Running:
+    cell_runs = tier_dir / "runs" / cell.name
+    resumes = script_resumes(cell.script)
+    run_dir = resumable_run(cell_runs) if resume and resumes else None
+    if run_dir is None:
+        shutil.rmtree(cell_runs, ignore_errors=True)  # an interrupted run that cannot be continued starts again
+        cell_runs.mkdir(parents=True)
+        argv = [*cell.flags, "--runs-dir", str(cell_runs)]
+        if resumes and cell.checkpoint_every:
+            argv += ["--checkpoint-frequency", str(cell.checkpoint_every)]
+    else:
+        argv = ["--resume", str(run_dir)]
+    argv += ["--threads", str(threads), "--no-progress-bar", "--log-level", "WARNING"]
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "WANDB_MODE": "disabled"}
+    env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    log = open(tier_dir / "runs" / f"{cell.name}.log", "a")  # noqa: SIM115 (closed when the cell's process ends)
+    log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if run_dir else 'start'}: {argv}\n")
+    log.flush()
+    # its own session: a Ctrl-C at the terminal reaches the runner only, which stops each cell once, with SIGTERM
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "framework" / cell.script), *argv],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    return Running(cell, proc, log, run_dir is not None)
+
+
+def record_attempt(tier_dir: Path, r: Running, code: int) -> list[dict]:
+    """Append one process's outcome to the cell's history (kept beside its runs, copied into its result)."""
+    path = tier_dir / "runs" / f"{r.cell.name}.attempts.json"
+    history = json.loads(path.read_text()) if path.is_file() else []
+    history.append({"resumed": r.resumed, "exit": code, "seconds": round(time.time() - r.started, 1)})
+    path.write_text(json.dumps(history))
+    return history
+
+
+def format_eta(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    h, m = divmod(int(seconds) // 60, 60)
+    return f"{h}h{m:02d}m"
+
+
+def run_tier(tier: Tier, results: Path, workers: int, threads: int, publish: bool, only: set[str] | None) -> int:
+    from tqdm import tqdm
+
+    tier_dir = results / tier.name
+    (tier_dir / "runs").mkdir(parents=True, exist_ok=True)
+    grid = [c for c in cells(tier) if only is None or c.env_id in only]
+    todo = [c for c in grid if not is_done(tier_dir, c)]
+    if publish:
+        for c in grid:
+            if is_done(tier_dir, c):
+                publish_cell(tier_dir, c)
+    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), unit="cell", dynamic_ncols=True)
+    running: list[Running] = []
+    failed: list[str] = []
+    steps_done, t0 = 0, time.time()
+    steps_left = sum(c.steps for c in todo)
+    stop = {"now": False}
+
+    def on_signal(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while (todo or running) and not stop["now"]:
+            while todo and len(running) < workers:
+                cell = todo.pop(0)
+                running.append(start(cell, tier_dir, threads, resume=True))
+            time.sleep(1.0)
+            for r in list(running):
+                code = r.proc.poll()
+                if code is None:
+                    continue
+                running.remove(r)
+                r.log.close()
+                cell = r.cell
+                history = record_attempt(tier_dir, r, code)
+                runs = run_dirs(tier_dir / "runs" / cell.name)
+                if code != 0 or len(runs) != 1:
+                    failed.append(cell.name)
+                    tqdm.write(f"{cell.name}: exit {code}; see {tier_dir / 'runs' / (cell.name + '.log')}")
+                else:
+                    rows = write_result(cell, tier_dir, runs[0], history, threads)
+                    if publish:
+                        publish_cell(tier_dir, cell)
+                    steps_done += cell.steps
+                    tqdm.write(
+                        f"{cell.name}: eval return {rows[-1]['eval_return']:.1f} with {rows[-1]['labels']} labels"
+                        f" in {rows[-1]['wall_seconds']:.0f} s"
+                    )
+                steps_left -= cell.steps
+                bar.update(1)
+            rate = steps_done / max(time.time() - t0, 1e-9)
+            eta = steps_left / rate if rate > 0 else float("nan")
+            bar.set_postfix_str(f"running {len(running)}, left {len(todo)}, ETA {format_eta(eta)}")
+    finally:
+        for r in running:  # each saves a checkpoint on SIGTERM; the next call continues it
+            r.proc.send_signal(signal.SIGTERM)
+        for r in running:
+            try:
+                code = r.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                r.proc.kill()
+                code = r.proc.wait()
+            r.log.close()
+            record_attempt(tier_dir, r, code)
+        bar.close()
+    if stop["now"]:
+        print(f"stopped; {len(running)} running cell(s) checkpointed. Run the same command to continue.")
+        return 130
+    if failed:
+        print(f"{len(failed)} cell(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def publish_cell(tier_dir: Path, cell: Cell) -> None:
+    dest = PUBLISHED / cell.tier
+    dest.mkdir(parents=True, exist_ok=True)
+    for suffix in (".json", ".csv"):
+        shutil.copyfile(tier_dir / f"{cell.name}{suffix}", dest / f"{cell.name}{suffix}")
+
+
+def list_tier(tier: Tier, results: Path) -> None:
+    tier_dir = results / tier.name
+    for c in cells(tier):
+        if is_done(tier_dir, c):
+            status = "done"
+        elif resumable_run(tier_dir / "runs" / c.name):
+            status = "checkpointed"
+        else:
+            status = "to do"
+        print(f"{status:13s} {c.name:55s} {c.script:12s} {c.steps:>9,d} steps")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tier", choices=sorted(TIERS), required=True)
+    p.add_argument("--workers", type=int, default=2, help="cells run side by side (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per cell (workers × threads <= cores)")
+    p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help=f"default {DEFAULT_RESULTS}")
+    p.add_argument("--publish", action="store_true", help="copy finished cells to benchmarks/results/<tier>/")
+    p.add_argument("--env-id", action="append", help="only these environments of the tier (repeatable)")
+    p.add_argument("--list", action="store_true", help="print the grid with each cell's status and exit")
+    p.add_argument("--force", action="store_true", help="run a tier that is not meant for this machine's CPU")
+    a = p.parse_args(argv)
+    tier = TIERS[a.tier]
+    if a.workers < 1 or a.threads < 1:
+        p.error("--workers and --threads must be >= 1")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if a.workers * a.threads > cores:
+        p.error(f"--workers × --threads ({a.workers * a.threads}) exceeds the {cores} cores available")
+    try:
+        a.results_dir.expanduser().mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        p.error(f"--results-dir {a.results_dir}: {e.strerror or e}")
+    results = a.results_dir.expanduser().resolve()
+    if a.env_id:
+        unknown = set(a.env_id) - {t.env_id for t in tier.tasks}
+        if unknown:
+            p.error(f"--env-id {sorted(unknown)} not in tier {tier.name}")
+    if a.list:
+        list_tier(tier, results)
+        return 0
+    if not tier.runnable_on_cpu and not a.force:
+        p.error(f"tier {tier.name} is {tier.description}; pass --force to run it anyway")
+    return run_tier(tier, results, a.workers, a.threads, a.publish, set(a.env_id) if a.env_id else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
