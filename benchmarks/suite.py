@@ -288,6 +288,37 @@ def write_result(cell: Cell, tier_dir: Path, run_dir: Path, attempts: list[dict]
     return rows
 
 
+RANDOM_POLICY_FILE = "random_policy.json"
+RANDOM_POLICY_EPISODES = 10
+
+
+def random_policy_returns(tier: Tier, tier_dir: Path) -> dict[str, dict]:
+    """Each task's mean return under uniformly random actions (10 episodes, seed 0): the zero of the report's
+    "fraction of oracle" (random = 0, SAC on the true reward = 1), as in Atari's human-normalised scores. Measured
+    once per tier and kept beside the cells."""
+    import numpy as np
+
+    from rlhf.envs import make_env
+    from rlhf.evaluate import run_episodes
+
+    path = tier_dir / RANDOM_POLICY_FILE
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    for task in tier.tasks:
+        if task.env_id in known:
+            continue
+        env = make_env(task.env_id, seed=0)
+        env.action_space.seed(0)
+        returns, _ = run_episodes(lambda obs, e=env: e.action_space.sample(), env, RANDOM_POLICY_EPISODES, 0)
+        env.close()
+        known[task.env_id] = {
+            "mean_return": round(float(np.mean(returns)), 3),
+            "episodes": RANDOM_POLICY_EPISODES,
+            "seed": 0,
+        }
+        path.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+    return known
+
+
 def is_done(tier_dir: Path, cell: Cell) -> bool:
     return (tier_dir / f"{cell.name}.csv").is_file() and (tier_dir / f"{cell.name}.json").is_file()
 
@@ -353,11 +384,20 @@ def run_tier(tier: Tier, results: Path, workers: int, threads: int, publish: boo
     (tier_dir / "runs").mkdir(parents=True, exist_ok=True)
     grid = [c for c in cells(tier) if only is None or c.env_id in only]
     todo = [c for c in grid if not is_done(tier_dir, c)]
+    random_policy_returns(tier, tier_dir)
     if publish:
+        (PUBLISHED / tier.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tier_dir / RANDOM_POLICY_FILE, PUBLISHED / tier.name / RANDOM_POLICY_FILE)
         for c in grid:
             if is_done(tier_dir, c):
                 publish_cell(tier_dir, c)
-    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), unit="cell", dynamic_ncols=True)
+    bar = tqdm(
+        total=len(grid),
+        initial=len(grid) - len(todo),
+        unit="cell",
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 60.0,  # a log file gets a line a minute
+    )
     running: list[Running] = []
     failed: list[str] = []
     steps_done, t0 = 0, time.time()

@@ -1,0 +1,114 @@
+"""benchmarks/report.py on a tiny synthetic results folder: the table and the bootstrap against hand-computed values,
+and byte-for-byte reproducible output."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+import report  # noqa: E402
+
+# final returns: env -> method -> {seed: return}; random-policy returns 0 (A) and -40 (B)
+FINAL = {
+    "EnvA-v5": {"sac": {1: 900.0, 2: 1000.0, 3: 1100.0}, "pebble": {1: 500.0, 2: 800.0, 3: 1100.0}},
+    "EnvB-v5": {"sac": {1: -10.0, 2: -10.0, 3: -10.0}, "pebble": {1: -25.0, 2: -10.0, 3: -40.0}},
+}
+RANDOM = {"EnvA-v5": 0.0, "EnvB-v5": -40.0}
+
+
+def write_cell(tier_dir: Path, env: str, method: str, seed: int, final: float) -> None:
+    name = f"{env}__{method}__seed{seed}"
+    rows = [
+        (1000, final / 2, 50 if method == "pebble" else 0, 60.0),
+        (2000, final, 100 if method == "pebble" else 0, 120.0),
+    ]
+    with open(tier_dir / f"{name}.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["step", "eval_return", "labels", "wall_seconds"])
+        w.writerows(rows)
+    meta = {
+        "env_id": env,
+        "method": method,
+        "labels_budget": 100 if method == "pebble" else 0,
+        "seed": seed,
+        "threads": 1,
+        "attempts": [{"resumed": False, "exit": 0, "seconds": 120.0}],
+        "machine": {"cpu": "test CPU", "cores": 2},
+    }
+    (tier_dir / f"{name}.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture(autouse=True)
+def _fewer_resamples(monkeypatch):
+    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 2_000)  # rliable's Python loop: about 1 s per 1 000 here
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    tier_dir = tmp_path / "results" / "tiny"
+    tier_dir.mkdir(parents=True)
+    for env, methods in FINAL.items():
+        for method, by_seed in methods.items():
+            for seed, final in by_seed.items():
+                write_cell(tier_dir, env, method, seed, final)
+    (tier_dir / "random_policy.json").write_text(json.dumps({k: {"mean_return": v} for k, v in RANDOM.items()}))
+    return tmp_path / "results"
+
+
+def table_rows(markdown: str) -> dict[str, list[str]]:
+    first = markdown.split("\n\n")[1]  # the per-environment table
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in first.splitlines()[2:]}
+
+
+def test_table_values_are_the_hand_computed_ones(results):
+    cells = report.load_tier(results / "tiny")
+    md = report.tier_markdown("tiny", cells, RANDOM)
+    rows = table_rows(md)
+    # EnvA SAC: mean 1000, sample std 100; PEBBLE: mean 800, std 300
+    assert rows["`EnvA-v5`"][:3] == ["2,000", "1000 ± 100 (n=3)", "800 ± 300 (n=3)"]
+    # fractions of oracle on A: 500/1000, 800/1000, 1100/1000 -> mean 0.8, std 0.3
+    assert rows["`EnvA-v5`"][3] == "0.80 ± 0.30"
+    # B: oracle -10 over a random -40 -> fractions (15/30, 30/30, 0/30) = (0.5, 1, 0): mean 0.5, std 0.5
+    assert rows["`EnvB-v5`"][1:4] == ["-10.0 ± 0.0 (n=3)", "-25.0 ± 15.0 (n=3)", "0.50 ± 0.50"]
+
+
+def test_iqm_and_stratified_bootstrap_match_an_independent_computation(results):
+    fractions = np.array([[0.5, 0.5], [0.8, 1.0], [1.1, 0.0]])  # seeds × tasks, from FINAL and RANDOM
+    iqm, lo, hi = report.iqm_with_ci(fractions, reps=4_000)
+    # IQM of 6 values: drop the lowest and highest (25 % each, rounded down to 1) and average the middle 4
+    assert iqm == pytest.approx(np.mean([0.5, 0.5, 0.8, 1.0]))
+    # the stratified bootstrap resamples seeds within each task; redo it by hand with another generator
+    rng = np.random.default_rng(123)
+    boot = []
+    for _ in range(20_000):
+        idx = rng.integers(0, 3, size=(3, 2))
+        sample = np.sort(np.take_along_axis(fractions, idx, axis=0).ravel())
+        boot.append(sample[1:5].mean())
+    ref_lo, ref_hi = np.percentile(boot, [2.5, 97.5])
+    assert lo == pytest.approx(ref_lo, abs=0.04) and hi == pytest.approx(ref_hi, abs=0.04)
+    assert lo <= iqm <= hi
+
+
+def test_report_is_reproducible_and_check_detects_a_changed_csv(results, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- benchmark:tiny -->\nold table\n<!-- /benchmark:tiny -->\nend\n")
+    media = tmp_path / "media"
+    argv = ["--results-dir", str(results), "--readme", str(readme), "--media-dir", str(media)]
+    assert report.main(argv) == 0
+    text = readme.read_text()
+    assert "old table" not in text and "| `EnvA-v5` | 2,000 |" in text and text.endswith("end\n")
+    pngs = {p.name: p.read_bytes() for p in media.glob("*.png")}
+    assert set(pngs) == {"benchmark_tiny_steps.png", "benchmark_tiny_labels.png"}
+    assert report.main([*argv, "--check"]) == 0  # a rerun gives the same bytes
+    csv_path = results / "tiny" / "EnvA-v5__pebble__seed1.csv"
+    csv_path.write_text(csv_path.read_text().replace("500.0", "600.0"))
+    assert report.main([*argv, "--check"]) == 1
+    assert report.main(argv) == 0 and "0.83 ± 0.25" in readme.read_text()

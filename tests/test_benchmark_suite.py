@@ -1,0 +1,141 @@
+"""benchmarks/suite.py: the grid, and a runner that is stopped mid-campaign and restarted — finished cells are not
+run again, an interrupted cell continues from its checkpoint, and each finished cell is one small CSV + its flags."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+import suite  # noqa: E402
+
+# a tier of one task small enough for seconds per cell: SAC on the true reward and PEBBLE with 10 labels
+DRIVER = """
+import sys
+sys.path.insert(0, {benchmarks!r})
+import suite
+from suite import Task, Tier
+
+tiny = ("--learning-starts", "200", "--evaluation-episodes", "1", "--batch-size", "32",
+        "--actor-and-q-net-hidden-dim", "32", "--log-frequency", "100")
+pebble = ("--total-explore-steps", "300", "--explore-learning-starts", "100", "--trajectory-length", "20",
+          "--teacher-update-epochs", "3", "--reward-net-hidden-dim", "16", "--explore-batch-size", "32")
+suite.TIERS["tiny"] = Tier("tiny", (Task("InvertedPendulum-v5", {steps}, 300, tiny, pebble, 300),),
+                           {{"InvertedPendulum-v5": (10,)}}, (1,), {{10: 5}})
+sys.exit(suite.main(sys.argv[1:]))
+"""
+
+
+def test_grids_are_fixed_and_complete():
+    quick = suite.cells(suite.QUICK)
+    assert len(quick) == 4 * 2 * 5  # envs × (SAC, PEBBLE 100) × 5 seeds
+    assert [c.seed for c in quick[:8]] == [1] * 8  # seed-major: whole seeds finish first
+    assert {c.labels for c in quick if c.method == "pebble"} == {100}
+    assert len({c.name for c in quick}) == len(quick)
+    medium = suite.cells(suite.MEDIUM)
+    assert len(medium) == 4 * 2 * 3 and all(c.steps == 200_000 for c in medium)
+    walker = [c for c in medium if c.env_id == "dm_control/walker-walk-v0" and c.method == "pebble"]
+    assert {c.labels for c in walker} == {100}
+    assert not suite.STANDARD.runnable_on_cpu
+    for c in quick + medium:  # every cell's flags are flags of its script
+        import importlib
+
+        module = importlib.import_module(Path(c.script).stem)
+        names = {f.name for f in __import__("dataclasses").fields(module.Args)}
+        flags = {f[2:].replace("-", "_") for f in c.flags if f.startswith("--")}
+        assert flags <= names, (c.name, flags - names)
+
+
+def run_driver(tmp_path: Path, steps: int, *extra: str) -> subprocess.Popen:
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(benchmarks=str(REPO_ROOT / "benchmarks"), steps=steps))
+    argv = [sys.executable, str(driver), "--tier", "tiny", "--workers", "1", "--results-dir", str(tmp_path / "res")]
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    return subprocess.Popen([*argv, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"runner exited early:\n{proc.stdout.read()}")
+        if time.time() > deadline:
+            proc.kill()
+            raise AssertionError("timed out")
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(600)
+def test_runner_stopped_and_restarted_skips_done_cells_and_resumes_the_interrupted_one(tmp_path):
+    steps = 1500
+    tier_dir = tmp_path / "res" / "tiny"
+    sac_csv = tier_dir / "InvertedPendulum-v5__sac__seed1.csv"
+    pebble_runs = tier_dir / "runs" / "InvertedPendulum-v5__pebble10__seed1"
+    proc = run_driver(tmp_path, steps)
+    # SAC runs first (one worker); stop the runner once PEBBLE has written a periodic checkpoint
+    wait_for(lambda: sac_csv.is_file(), 300, proc)
+    wait_for(lambda: any(pebble_runs.glob("*/checkpoints/resume/state.json")), 300, proc)
+    sac_bytes = sac_csv.read_bytes()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 130, out
+    assert not (tier_dir / "InvertedPendulum-v5__pebble10__seed1.csv").exists()
+
+    proc = run_driver(tmp_path, steps)
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out
+    assert sac_csv.read_bytes() == sac_bytes  # the finished cell was not run again
+    sac_meta = json.loads(sac_csv.with_suffix(".json").read_text())
+    assert len(sac_meta["attempts"]) == 1 and sac_meta["final_step"] == steps
+    meta = json.loads((tier_dir / "InvertedPendulum-v5__pebble10__seed1.json").read_text())
+    assert [a["resumed"] for a in meta["attempts"]] == [False, True]
+    assert meta["attempts"][0]["exit"] == 130 and meta["attempts"][1]["exit"] == 0
+    with open(tier_dir / "InvertedPendulum-v5__pebble10__seed1.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["step", "eval_return", "labels", "wall_seconds"]
+    assert [int(r["step"]) for r in rows] == list(range(300, steps + 1, 300))
+    assert int(rows[-1]["labels"]) == 10 and meta["final_labels"] == 10
+    walls = [float(r["wall_seconds"]) for r in rows]
+    assert walls == sorted(walls) and walls[0] > 0
+
+    # --list reports every cell done; a third call has nothing to do
+    listing = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "driver.py"),
+            "--tier",
+            "tiny",
+            "--list",
+            "--results-dir",
+            str(tmp_path / "res"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [line.split()[0] for line in listing.splitlines()] == ["done", "done"]
+
+
+def test_bad_runner_flags_are_one_line_errors(tmp_path):
+    regular_file = tmp_path / "file"
+    regular_file.write_text("x")
+    for argv, needle in (
+        (["--tier", "quick", "--workers", "64"], "exceeds"),
+        (["--tier", "quick", "--results-dir", str(regular_file / "sub")], "--results-dir"),
+        (["--tier", "quick", "--env-id", "Nope-v0"], "not in tier"),
+        (["--tier", "standard"], "--force"),
+    ):
+        r = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "benchmarks" / "suite.py"), *argv], capture_output=True, text=True
+        )
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (argv, r.stderr)
