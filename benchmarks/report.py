@@ -4,7 +4,8 @@
     uv run python benchmarks/report.py --check         # exit 1 if any generated file is not what the CSVs give
 
 For each tier it writes ``benchmarks/results/<tier>/REPORT.md`` and ``media/benchmark_<tier>_{steps,labels}.png``,
-and replaces the README's text between ``<!-- benchmark:<tier> -->`` and ``<!-- /benchmark:<tier> -->``. The
+and replaces the README's text between ``<!-- benchmark:<tier> -->`` and ``<!-- /benchmark:<tier> -->``, and
+benchmarks/README.md's list of the cells done (between ``<!-- benchmark:status -->`` markers). The
 output depends only on the files, so a rerun reproduces it byte for byte.
 
 Scores. The final return of a cell is its last evaluation (10 episodes of the deterministic policy on the true
@@ -32,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 MEDIA = REPO_ROOT / "media"
 README = REPO_ROOT / "README.md"
+BENCH_README = REPO_ROOT / "benchmarks" / "README.md"
 BOOTSTRAP_REPS = 10_000  # rliable's loop costs seconds per 10 000 resamples on this CPU
 BOOTSTRAP_SEED = 0
 
@@ -167,8 +169,7 @@ def tier_markdown(tier: str, cells: list[CellResult], random_returns: dict[str, 
     w()
 
     # aggregate over tasks: only tasks that have every seed of the method, on the seeds all of them share
-    w("| method | IQM fraction of oracle [95 % CI] | tasks | runs |")
-    w("|---|---:|---:|---:|")
+    aggregate = []
     for key in keys:
         per_env = {env: fractions[(env, key)] for env in envs if (env, key) in fractions}
         if not per_env:
@@ -178,7 +179,14 @@ def tier_markdown(tier: str, cells: list[CellResult], random_returns: dict[str, 
             continue
         matrix = np.array([[per_env[env][s] for env in per_env] for s in seeds])
         iqm, lo, hi = iqm_with_ci(matrix)
-        w(f"| {key} | {iqm:.2f} [{lo:.2f}, {hi:.2f}] | {matrix.shape[1]} | {matrix.size} |")
+        aggregate.append(f"| {key} | {iqm:.2f} [{lo:.2f}, {hi:.2f}] | {matrix.shape[1]} | {matrix.size} |")
+    if aggregate:
+        w("| method | IQM fraction of oracle [95 % CI] | tasks | runs |")
+        w("|---|---:|---:|---:|")
+        for line in aggregate:
+            w(line)
+    else:
+        w("The aggregate (IQM with a bootstrap interval) needs at least 2 seeds of every task; not yet.")
     w()
 
     w("Wall time per run, minutes (mean ± std over seeds), and environment steps per second.")
@@ -262,6 +270,24 @@ def outputs(tier_dir: Path, media: Path = MEDIA) -> dict[Path, bytes]:
     return files
 
 
+def campaign_status(results: Path) -> str:
+    """Which cells of each tier's grid (benchmarks/suite.py) have a committed result."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import suite
+
+    lines = ["| tier | environment | method | seeds done | cells done |", "|---|---|---|---|---:|"]
+    for tier in suite.TIERS.values():
+        grid = suite.cells(tier)
+        groups: dict[tuple[str, str], list] = {}
+        for c in grid:
+            groups.setdefault((c.env_id, c.name.split("__")[1]), []).append(c)
+        for (env, method), group in groups.items():
+            done = [c.seed for c in group if (results / tier.name / f"{c.name}.csv").is_file()]
+            seeds = ", ".join(map(str, done)) if done else "—"
+            lines.append(f"| {tier.name} | `{env}` | {method} | {seeds} | {len(done)} / {len(group)} |")
+    return "\n".join(lines) + "\n"
+
+
 def readme_with(readme: str, tier: str, markdown: str) -> str:
     start, end = f"<!-- benchmark:{tier} -->", f"<!-- /benchmark:{tier} -->"
     if start not in readme or end not in readme:
@@ -277,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tier", action="append", help="only these tiers (default: every tier with results)")
     p.add_argument("--media-dir", type=Path, default=MEDIA, help="where the plots go")
     p.add_argument("--readme", type=Path, default=README, help="README whose benchmark sections are replaced")
+    p.add_argument(
+        "--bench-readme", type=Path, default=BENCH_README, help="README whose campaign-status section is replaced"
+    )
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is out of date")
     a = p.parse_args(argv)
     tiers = a.tier or sorted(d.name for d in a.results_dir.iterdir() if d.is_dir() and any(d.glob("*.csv")))
@@ -295,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
             readme = readme_with(readme, tier, markdown)
     if readme is not None:
         files[a.readme] = readme.encode()
+    if a.bench_readme.is_file():
+        bench = readme_with(a.bench_readme.read_text(), "status", campaign_status(a.results_dir))
+        files[a.bench_readme] = bench.encode()
     stale = [path for path, data in files.items() if not path.is_file() or path.read_bytes() != data]
     if a.check:
         for path in stale:

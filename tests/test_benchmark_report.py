@@ -46,13 +46,13 @@ def write_cell(tier_dir: Path, env: str, method: str, seed: int, final: float) -
     (tier_dir / f"{name}.json").write_text(json.dumps(meta))
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _fewer_resamples(monkeypatch):
     monkeypatch.setattr(report, "BOOTSTRAP_REPS", 2_000)  # rliable's Python loop: about 1 s per 1 000 here
 
 
 @pytest.fixture
-def results(tmp_path) -> Path:
+def results(tmp_path, _fewer_resamples) -> Path:
     tier_dir = tmp_path / "results" / "tiny"
     tier_dir.mkdir(parents=True)
     for env, methods in FINAL.items():
@@ -102,6 +102,7 @@ def test_report_is_reproducible_and_check_detects_a_changed_csv(results, tmp_pat
     readme.write_text("intro\n<!-- benchmark:tiny -->\nold table\n<!-- /benchmark:tiny -->\nend\n")
     media = tmp_path / "media"
     argv = ["--results-dir", str(results), "--readme", str(readme), "--media-dir", str(media)]
+    argv += ["--bench-readme", str(tmp_path / "none.md")]
     assert report.main(argv) == 0
     text = readme.read_text()
     assert "old table" not in text and "| `EnvA-v5` | 2,000 |" in text and text.endswith("end\n")
@@ -112,3 +113,8 @@ def test_report_is_reproducible_and_check_detects_a_changed_csv(results, tmp_pat
     csv_path.write_text(csv_path.read_text().replace("500.0", "600.0"))
     assert report.main([*argv, "--check"]) == 1
     assert report.main(argv) == 0 and "0.83 ± 0.25" in readme.read_text()
+
+
+def test_committed_report_matches_the_committed_results():
+    """README's benchmark sections, REPORT.md and the plots are what report.py builds from benchmarks/results."""
+    assert report.main(["--check"]) == 0, "run `uv run python benchmarks/report.py` and commit its output"
