@@ -64,13 +64,33 @@ def clip_fps(env) -> float:
     return float(min(1.0 / dt, MAX_CLIP_FPS))
 
 
-class SegmentRenderer:
-    """One reusable offscreen environment that renders stored physics states (not thread-safe: one per thread)."""
+# Labelling clips are small (240 px) and rendered on the CPU by Mesa's llvmpipe, where the suites' visual settings
+# dominate the cost: Gymnasium's MuJoCo models ask for a 4096² shadow map and 4× multisampling. A 1024² shadow map
+# (still a soft, visible shadow at 240 px) and no multisampling cut a Hopper frame from about 34 to 10 ms
+# (benchmarks/clip_render.py); evaluation videos keep the suites' settings.
+CLIP_VISUALS = {"shadowsize": 1024, "offsamples": 0}
 
-    def __init__(self, env_id: str, width: int = 240, height: int = 240):
+
+def use_clip_visuals(env) -> None:
+    """Lighten the model's offscreen visual quality; call before the first render (the GL context reads it once)."""
+    from rlhf.envs import mujoco_handles
+
+    model, _ = mujoco_handles(env)
+    for name, value in CLIP_VISUALS.items():
+        setattr(model.vis.quality, name, min(getattr(model.vis.quality, name), value))
+
+
+class SegmentRenderer:
+    """One reusable offscreen environment that renders stored physics states (not thread-safe: one per thread).
+
+    ``light`` renders with :data:`CLIP_VISUALS` (labelling clips); ``light=False`` keeps the suite's settings."""
+
+    def __init__(self, env_id: str, width: int = 240, height: int = 240, light: bool = True):
         from rlhf.envs import make_env
 
         self.env = make_env(env_id, seed=0, render_mode="rgb_array", width=width, height=height)
+        if light:
+            use_clip_visuals(self.env)
         self.env.reset(seed=0)
         self.fps = clip_fps(self.env)
 

@@ -1,0 +1,46 @@
+"""Labelling clips render with lighter visual settings that still show the same picture."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+import pytest
+
+from rlhf.envs import get_physics_state, make_env, mujoco_handles
+from rlhf.video import CLIP_VISUALS, SegmentRenderer
+
+
+def states(env_id: str, n: int) -> np.ndarray:
+    env = make_env(env_id, seed=0)
+    env.reset(seed=0)
+    out = []
+    for _ in range(n):
+        out.append(get_physics_state(env))
+        env.step(env.action_space.high)  # a constant push: the bodies move visibly
+    env.close()
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "dm_control/cartpole-swingup-v0"])
+def test_light_clips_use_the_clip_settings_and_show_the_same_scene(env_id):
+    segment = states(env_id, 30)[[0, 10, 29]]  # three moments far enough apart for the body to have moved
+    mask = np.ones(len(segment), bool)
+    light, suite = SegmentRenderer(env_id, 96, 96), SegmentRenderer(env_id, 96, 96, light=False)
+    try:
+        quality = mujoco_handles(light.env)[0].vis.quality
+        assert (quality.shadowsize, quality.offsamples) == (CLIP_VISUALS["shadowsize"], CLIP_VISUALS["offsamples"])
+        suite_quality = mujoco_handles(suite.env)[0].vis.quality
+        assert (suite_quality.shadowsize, suite_quality.offsamples) != (quality.shadowsize, quality.offsamples)
+        a, b = light.frames(segment, mask).astype(float), suite.frames(segment, mask).astype(float)
+    finally:
+        light.close()
+        suite.close()
+    assert a.shape == b.shape == (3, 96, 96, 3)
+    assert a.std() > 10  # a picture, not a blank frame
+    # the same scene: the frames differ only at edges and in the shadow (mean absolute difference of a few levels)
+    assert np.abs(a - b).mean() < 8
+    # and they follow the stored states: consecutive frames of a moving body differ
+    assert np.abs(a[0] - a[-1]).mean() > 0.3
