@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from clip_files import CLIP_MIMES, sniff_clip_mime
 from flask import Flask, Response, jsonify, render_template, request, send_file
+from flask.json.provider import DefaultJSONProvider
 from request_checks import (
     ENV_ID_RE,
     LOOPBACK_NAMES,
@@ -39,6 +40,7 @@ from request_checks import (
     int_arg,
     is_loopback,
     json_body,
+    shown,
     wait_arg,
 )
 from store import CHOICES, Store, StoreError
@@ -49,6 +51,24 @@ DEFAULT_DATA_DIR = HERE / "feedback_data"  # gitignored
 TOKEN_ENV = "FEEDBACK_SERVER_TOKEN"
 
 log = logging.getLogger("feedback_server")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+class _JSON(DefaultJSONProvider):
+    """UTF-8 JSON that always encodes: a lone surrogate that reached a stored row anyway (a store written before it
+    was refused, an edited database) comes out as U+FFFD instead of failing the whole response (issue 9)."""
+
+    ensure_ascii = False
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        text = super().dumps(obj, **kwargs)
+        # With ensure_ascii=False a surrogate can only sit inside a JSON string, so replacing it keeps valid JSON.
+        return _SURROGATE_RE.sub("\ufffd", text)
+
+
+class _App(Flask):
+    json_provider_class = _JSON
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -73,14 +93,12 @@ def create_app(
     Without a token only loopback ``Host`` headers are accepted (blocks DNS-rebinding from web pages);
     ``allowed_hosts`` adds names to that list. ``max_upload_bytes`` caps any request body (413 beyond).
     """
-    app = Flask(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
+    app = _App(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
     app.config.update(
         MAX_CONTENT_LENGTH=max_upload_bytes,
         MAX_FORM_MEMORY_SIZE=MAX_JSON_BYTES,
         MAX_FORM_PARTS=16,
     )
-    app.json.ensure_ascii = False
-    app.json.sort_keys = False
     store = Store(Path(data_dir), lease_seconds=lease_seconds)
     app.extensions["feedback_store"] = store
     hosts = LOOPBACK_NAMES | (allowed_hosts or set())
@@ -197,18 +215,18 @@ def create_app(
         form, files = request.form, request.files
         unknown = sorted((form.keys() - {"query_id", "session", "meta"}) | (files.keys() - {"clip_a", "clip_b"}))
         if unknown:
-            raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(unknown)}")
+            raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(shown(k) for k in unknown[:5])}")
         for name in ("query_id", "session"):
             if len(form.getlist(name)) != 1:
                 raise ApiError(400, "missing_field", f"exactly one form field {name!r} is required")
         query_id = check_id(form["query_id"], "query_id")
-        if not re.fullmatch(r"\d{1,9}", form["session"]):
+        if not re.fullmatch(r"[0-9]{1,9}", form["session"]):
             raise ApiError(400, "invalid_field", "session must be a non-negative integer (< 1e9)")
         meta: dict[str, Any] = {}
         if "meta" in form:
             try:
                 meta = check_meta(json.loads(form["meta"]))
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:
                 raise ApiError(400, "invalid_field", "meta must be a JSON object") from e
         clips = []
         for side in ("clip_a", "clip_b"):

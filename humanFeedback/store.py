@@ -123,9 +123,28 @@ class Conflict(StoreError):
     status = 409
 
 
-def iso(ts: float) -> str:
-    """Epoch seconds -> ISO 8601 UTC with milliseconds, e.g. ``2025-01-31T12:00:00.123Z``."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def iso(ts: float) -> str | None:
+    """Epoch seconds -> ISO 8601 UTC with milliseconds, e.g. ``2025-01-31T12:00:00.123Z``; None for a value that is
+    no time (a damaged row must not break a listing)."""
+    try:
+        return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _text(raw: bytes) -> str:
+    """SQLite text -> str. Bytes that are not UTF-8 (an edited database) become U+FFFD instead of an error that
+    would fail every listing holding the row."""
+    return raw.decode("utf-8", "replace")
+
+
+def _meta(text: object) -> dict[str, Any]:
+    """A stored ``meta`` column -> the object; a damaged one reads as ``{}`` (the rest of the row stays usable)."""
+    try:
+        value = json.loads(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class Store:
@@ -153,6 +172,7 @@ class Store:
             self.data_dir / "feedback.sqlite3", isolation_level=None, check_same_thread=False, timeout=10
         )
         self._db.row_factory = sqlite3.Row
+        self._db.text_factory = _text
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise RuntimeError(f"SQLite refused WAL mode (got {mode!r}) for {self.data_dir}")
@@ -216,7 +236,7 @@ class Store:
             "run_id": row["run_id"],
             "instruction": row["instruction"],
             "env_id": row["env_id"],
-            "meta": json.loads(row["meta"]),
+            "meta": _meta(row["meta"]),
             "created_at": iso(row["created_at"]),
         }
 
@@ -290,7 +310,7 @@ class Store:
             "state": state,
             "clip_a": clips["a"],
             "clip_b": clips["b"],
-            "meta": json.loads(row["meta"]),
+            "meta": _meta(row["meta"]),
             "created_at": iso(row["created_at"]),
         }
         if state == "leased":
