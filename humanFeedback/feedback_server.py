@@ -10,18 +10,23 @@ it as a subprocess by path and speaks HTTP to it.
 from __future__ import annotations
 
 import argparse
+import errno
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import secrets
 import signal
 import socket
+import sqlite3
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NoReturn
+from urllib.parse import quote, urlsplit
 
 from clip_files import CLIP_MIMES, sniff_clip_mime
 from flask import Flask, Response, jsonify, render_template, request, send_file
@@ -332,23 +337,95 @@ def create_app(
 
 
 # ---------------------------------------------------------------------- CLI
+# Bounds of the numeric flags: beyond them a value is a typo, or breaks the server later (an infinite lease cannot be
+# written as a time, so every claim would fail; NaN compares false with everything). Checked before anything starts.
+LEASE_SECONDS = (1.0, 7 * 24 * 3600.0)
+MAX_UPLOAD_MB = (0.1, 4096.0)
+THREADS = (2, 1024)
+TOKEN_RE = re.compile(r"[!-~]{1,512}")  # printable ASCII, no spaces: it travels in a header and in the page's URL
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line and exit code 2 (argparse would print the whole usage first)."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(kind: type, lo: float, hi: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"{text!r} is not in [{lo:g}, {hi:g}]")
+        return value
+
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="CleanRLHF human-feedback labelling server (waitress).")
+    p = _Parser(description="CleanRLHF human-feedback labelling server (waitress).")
     p.add_argument("--host", default="127.0.0.1", help="bind address; anything but loopback requires --token")
-    p.add_argument("--port", type=int, default=5001, help="TCP port (0 picks a free one)")
+    p.add_argument("--port", type=_number(int, 0, 65535), default=5001, help="TCP port (0 picks a free one)")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="SQLite database and clip store")
     p.add_argument(
         "--token",
         default=os.environ.get(TOKEN_ENV) or None,
-        help=f"shared secret required on every request ('auto' generates one; default ${TOKEN_ENV})",
+        help=f"shared secret required on every request ('auto' generates one; default ${TOKEN_ENV}, which keeps it "
+        "off the command line, where every user of the machine can read it)",
     )
-    p.add_argument("--lease-seconds", type=float, default=120.0, help="how long a claimed query stays reserved")
-    p.add_argument("--threads", type=int, default=32, help="worker threads (each open long-poll holds one)")
-    p.add_argument("--max-upload-mb", type=float, default=64.0, help="largest request body (413 beyond)")
+    p.add_argument(
+        "--lease-seconds",
+        type=_number(float, *LEASE_SECONDS),
+        default=120.0,
+        help=f"how long a claimed query stays reserved, in [{LEASE_SECONDS[0]:g}, {LEASE_SECONDS[1]:g}]",
+    )
+    p.add_argument(
+        "--threads",
+        type=_number(int, *THREADS),
+        default=32,
+        help=f"worker threads (each open long-poll holds one), in [{THREADS[0]}, {THREADS[1]}]",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=_number(float, *MAX_UPLOAD_MB),
+        default=64.0,
+        help=f"largest request body (413 beyond), in [{MAX_UPLOAD_MB[0]:g}, {MAX_UPLOAD_MB[1]:g}]",
+    )
     args = p.parse_args(argv)
-    if args.lease_seconds <= 0 or args.threads < 2 or args.max_upload_mb <= 0 or not 0 <= args.port < 65536:
-        p.error("--lease-seconds and --max-upload-mb must be > 0, --threads >= 2, --port in [0, 65535]")
+    if args.token is not None and args.token != "auto" and not TOKEN_RE.fullmatch(args.token):
+        where = "--token" if argv is not None and "--token" in argv else f"--token (or ${TOKEN_ENV})"
+        p.error(f"{where} must be 1-512 printable ASCII characters without spaces")
     return args
+
+
+def _data_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (or be made) the data dir, found without creating anything; None if it can."""
+    if path.exists():
+        if not path.is_dir():
+            return "exists and is not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
+    return None
+
+
+def _remove_new_dirs(path: Path, existed: Path) -> None:
+    """Undo the creation of ``path`` (and its new parents up to ``existed``) after a failed start: only what a
+    server that never answered can have written there."""
+    for name in ("feedback.sqlite3-wal", "feedback.sqlite3-shm", "feedback.sqlite3", "server.lock"):
+        (path / name).unlink(missing_ok=True)
+    for d in [path / "clips", path, *(p for p in path.parents if existed in p.parents)]:
+        try:
+            d.rmdir()  # only if empty: anything we did not write stays
+        except OSError:
+            break
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,19 +441,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if token and len(token) < 16:
         print("warning: a token shorter than 16 characters is easy to guess", file=sys.stderr)
+    data_dir = args.data_dir.expanduser()
+    problem = _data_dir_problem(data_dir)
+    if problem is not None:
+        print(f"error: --data-dir {data_dir}: {problem}", file=sys.stderr)
+        return 2
 
     import waitress  # imported here so that the tests of create_app do not need it
 
     max_bytes = int(args.max_upload_mb * 1024 * 1024)
-    try:
-        app = create_app(args.data_dir, token=token, lease_seconds=args.lease_seconds, max_upload_bytes=max_bytes)
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    store: Store = app.extensions["feedback_store"]
+    # Listen first, so that a port in use leaves nothing behind (no data dir is created); the app is plugged in
+    # once the store is open, before the first request is read.
+    holder: dict[str, Flask] = {}
     try:
         server = waitress.create_server(
-            app,
+            lambda environ, start_response: holder["app"](environ, start_response),
             host=args.host,
             port=args.port,
             threads=args.threads,
@@ -384,21 +463,38 @@ def main(argv: list[str] | None = None) -> int:
             max_request_body_size=2 * max_bytes,
             ident="cleanrlhf-feedback",
         )
-    except OSError as e:
-        print(f"error: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
-        store.close()
-        return 1
+    except (OSError, ValueError) as e:
+        reason = "the port is already in use" if getattr(e, "errno", None) == errno.EADDRINUSE else str(e)
+        print(f"error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 2
+    existed = next(p for p in [data_dir.absolute(), *data_dir.absolute().parents] if p.exists())
+    try:
+        app = create_app(data_dir, token=token, lease_seconds=args.lease_seconds, max_upload_bytes=max_bytes)
+    except (RuntimeError, OSError, sqlite3.Error) as e:
+        server.close()
+        if not isinstance(e, RuntimeError):  # another server's data dir (RuntimeError) is left as it is
+            _remove_new_dirs(data_dir.absolute(), existed)
+        print(f"error: {e}", file=sys.stderr)
+        return 1 if isinstance(e, RuntimeError) else 2
+    holder["app"] = app
+    store: Store = app.extensions["feedback_store"]
+    stopping = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
+        # A second signal (a second Ctrl-C; `uv run` forwarding one signal twice) must not interrupt the shutdown:
+        # it would land in store.close() while that holds the store's lock and deadlock on it.
+        if stopping.is_set():
+            return
+        stopping.set()
         store.begin_shutdown()  # open long-polls return at once
         raise SystemExit(0)  # waitress's loop catches it and shuts its threads down
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    shown = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
-    shown = f"[{shown}]" if ":" in shown else shown
-    url = f"http://{shown}:{server.effective_port}/" + (f"?token={token}" if token else "")
-    print(f"CleanRLHF feedback server (data: {args.data_dir.resolve()})", flush=True)
+    shown_host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
+    shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
+    url = f"http://{shown_host}:{server.effective_port}/" + (f"?token={quote(token, safe='')}" if token else "")
+    print(f"CleanRLHF feedback server (data: {data_dir.resolve()})", flush=True)
     print(f"Open {url}", flush=True)
     try:
         server.run()
@@ -406,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
         server.close()
         store.close()
         print("feedback server stopped", flush=True)
+        # Stopped cleanly: a late repeat of the signal must not turn exit code 0 into death by that signal while
+        # the interpreter finalises (it puts the default handlers back).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
 
 

@@ -110,10 +110,11 @@ def make_run(
         lines = []
         for s, step in enumerate(session_steps):
             for q in range(labels_per_session):
-                clips = [f"session_{s:04d}/q{q:03d}_{side}.webm" for side in "ab"]
+                # Named as the trainer names them (rlhf.video.QueryClipRecorder): H.264 mp4.
+                clips = [f"session_{s:04d}/q{q:03d}_{side}.mp4" for side in "ab"]
                 for k, clip in enumerate(clips):
                     (queries / clip).parent.mkdir(parents=True, exist_ok=True)
-                    encode_video(frames(seed * 1000 + s * 10 + q * 2 + k, 16), 12, "webm", queries / clip)
+                    encode_video(frames(seed * 1000 + s * 10 + q * 2 + k, 16), 12, "mp4", queries / clip)
                 label = [0.0, 1.0, 0.5, None][(s + q) % 4]
                 lines.append(
                     json.dumps(

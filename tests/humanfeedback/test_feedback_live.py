@@ -338,7 +338,7 @@ def test_start_failure_reports_the_log(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
-        with pytest.raises(RuntimeError, match="exited with code 1"):
+        with pytest.raises(RuntimeError, match="exited with code 2"):
             start_feedback_server(port=busy, data_dir=tmp_path / "d")
 
 

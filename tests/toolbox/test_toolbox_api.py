@@ -118,7 +118,9 @@ def test_queries(client):
     q = one[0]
     assert q["exists_a"] and q["exists_b"] and q["clip_a"].startswith("videos/queries/session_0001/")
     clip = client.get(f"/files/{PEBBLE}/{q['clip_a']}")
-    assert clip.status_code == 200 and clip.mimetype == "video/webm" and clip.data[:4] == b"\x1aE\xdf\xa3"
+    # The trainer writes H.264 mp4 query clips (rlhf.video.QueryClipRecorder), and so does the demo.
+    assert q["clip_a"].endswith(".mp4") and q["clip_b"].endswith(".mp4")
+    assert clip.status_code == 200 and clip.mimetype == "video/mp4" and clip.data[4:8] == b"ftyp"
 
     broken = client.get(f"/api/runs/{PEBBLE2}/queries").get_json()
     assert broken["invalid_lines"] == 3 and broken["sessions"] == [0, 1, 2, 7]

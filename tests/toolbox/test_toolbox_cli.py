@@ -34,3 +34,33 @@ def test_bad_flags(tmp_path):
     assert run("--port", "70000", "--runs-dir", str(tmp_path)).returncode == 2
     help_text = run("-h")
     assert help_text.returncode == 0 and "--runs-dir" in help_text.stdout and "127.0.0.1" in help_text.stdout
+
+
+def _toolbox(*args, timeout=60):
+    return subprocess.run(
+        [sys.executable, "toolbox/toolbox.py", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_bad_flags_and_a_busy_port_are_one_line_and_exit_2(tmp_path):
+    """Issue 9, item 4: no usage dump, no traceback; the port in use used to be an OSError traceback."""
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (("--runs-dir", str(tmp_path / "file")), "not a directory"),
+        (("--runs-dir", str(tmp_path / "file" / "runs")), "no such directory"),
+        (("--runs-dir", str(tmp_path), "--port", "-1"), "--port"),
+        (("--runs-dir", str(tmp_path), "--port", "nan"), "--port"),
+        (("--runs-dir", str(tmp_path), "--threads", "0"), "--threads"),
+        (("--runs-dir", str(tmp_path), "--threads", "100000"), "--threads"),
+    ]
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        cases.append((("--runs-dir", str(tmp_path), "--port", str(s.getsockname()[1])), "already in use"))
+        for args, expected in cases:
+            p = _toolbox(*args)
+            assert p.returncode == 2, (args, p.stderr)
+            assert p.stderr.count("\n") == 1 and expected in p.stderr and "Traceback" not in p.stderr, (args, p.stderr)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["file"]
