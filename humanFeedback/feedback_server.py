@@ -23,7 +23,8 @@ import socket
 import sqlite3
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
@@ -56,6 +57,7 @@ DEFAULT_DATA_DIR = HERE / "feedback_data"  # gitignored
 TOKEN_ENV = "FEEDBACK_SERVER_TOKEN"
 
 log = logging.getLogger("feedback_server")
+LONG_POLL_RETRY_S = 2  # when to come back, for a long-poll answered at once because every slot was taken
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
@@ -91,12 +93,15 @@ def create_app(
     lease_seconds: float = 120.0,
     max_upload_bytes: int = 64 * 1024 * 1024,
     allowed_hosts: set[str] | None = None,
+    long_poll_slots: int | None = None,
 ) -> Flask:
     """Build the labelling app over ``data_dir`` (created if missing).
 
     ``token``: if set, every route but /static requires ``Authorization: Bearer <token>`` or ``?token=<token>``.
     Without a token only loopback ``Host`` headers are accepted (blocks DNS-rebinding from web pages);
     ``allowed_hosts`` adds names to that list. ``max_upload_bytes`` caps any request body (413 beyond).
+    ``long_poll_slots``: how many long-polls may block at once (None: no limit). Each holds a worker thread, so
+    the CLI keeps some workers free for everything else; a long-poll beyond the slots is answered at once.
     """
     app = _App(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
     app.config.update(
@@ -107,6 +112,26 @@ def create_app(
     store = Store(Path(data_dir), lease_seconds=lease_seconds)
     app.extensions["feedback_store"] = store
     hosts = LOOPBACK_NAMES | (allowed_hosts or set())
+    slots = None if long_poll_slots is None else threading.BoundedSemaphore(max(long_poll_slots, 1))
+
+    @contextmanager
+    def _long_poll(wait: float) -> Iterator[float]:
+        """The seconds this request may block: ``wait`` while a slot is free, else 0 (answered at once, and told
+        when to come back: ``_retry_after``), so that open long-polls never take the last worker (issue 9)."""
+        if wait <= 0 or slots is None:
+            yield wait
+        elif slots.acquire(blocking=False):
+            try:
+                yield wait
+            finally:
+                slots.release()
+        else:
+            yield 0.0
+
+    def _retry_after(resp: Response) -> Response:
+        resp.headers["Retry-After"] = str(LONG_POLL_RETRY_S)
+        return resp
+
     token_bytes = token.encode() if token else None
 
     @app.before_request
@@ -126,6 +151,10 @@ def create_app(
         if token_bytes is None:
             if host_name(request.host) not in hosts:
                 return _error(400, "bad_host", "unexpected Host header (start the server with --token to serve it)")
+            return None
+        if request.path == "/" and request.method in ("GET", "HEAD"):
+            # The page holds no data (like /static): it keeps the token of the link it was opened with and drops it
+            # from the address bar, so a reload comes here without one (issue 9, item 5). Its API calls carry it.
             return None
         supplied = ""
         auth = request.headers.get("Authorization", "")
@@ -259,8 +288,13 @@ def create_app(
         _run_id(run_id)
         after = int_arg("after", 0, 0, 2**62)
         limit = int_arg("limit", 500, 1, 1000)
-        evs = store.events(run_id, after=after, wait=wait_arg(), limit=limit)
-        return jsonify(events=evs, last_seq=evs[-1]["seq"] if evs else after)
+        wait = wait_arg()
+        with _long_poll(wait) as granted:
+            evs = store.events(run_id, after=after, wait=granted, limit=limit)
+        last_seq = evs[-1]["seq"] if evs else after
+        if granted < wait and not evs:
+            return _retry_after(jsonify(events=evs, last_seq=last_seq, retry_after=LONG_POLL_RETRY_S))
+        return jsonify(events=evs, last_seq=last_seq)
 
     @app.get("/api/runs/<run_id>/status")
     def status(run_id: str) -> Response:
@@ -286,7 +320,12 @@ def create_app(
     def wait_for_work() -> Response:
         run_id = request.args.get("run_id")
         run_id = None if run_id is None else _run_id(run_id)
-        return jsonify(claimable=store.wait_claimable(run_id, wait=wait_arg()))
+        wait = wait_arg()
+        with _long_poll(wait) as granted:
+            claimable = store.wait_claimable(run_id, wait=granted)
+        if granted < wait and not claimable:
+            return _retry_after(jsonify(claimable=claimable, retry_after=LONG_POLL_RETRY_S))
+        return jsonify(claimable=claimable)
 
     @app.post("/api/answer")
     def answer() -> Response:
@@ -384,8 +423,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--threads",
         type=_number(int, *THREADS),
-        default=32,
-        help=f"worker threads (each open long-poll holds one), in [{THREADS[0]}, {THREADS[1]}]",
+        default=64,
+        help=f"worker threads, in [{THREADS[0]}, {THREADS[1]}]; each open long-poll holds one, and a quarter are "
+        "kept for everything else (a long-poll beyond the rest is answered at once, with retry_after)",
     )
     p.add_argument(
         "--max-upload-mb",
@@ -459,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             threads=args.threads,
+            # Every open page holds a connection or two (keep-alive, its long-poll): waitress's default of 100
+            # would stop accepting, health checks included, at about 40 labellers.
+            connection_limit=max(100, 8 * args.threads),
             # Slightly above Flask's limit so moderately oversized uploads get our JSON 413, not waitress's.
             max_request_body_size=2 * max_bytes,
             ident="cleanrlhf-feedback",
@@ -469,7 +512,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     existed = next(p for p in [data_dir.absolute(), *data_dir.absolute().parents] if p.exists())
     try:
-        app = create_app(data_dir, token=token, lease_seconds=args.lease_seconds, max_upload_bytes=max_bytes)
+        app = create_app(
+            data_dir,
+            token=token,
+            lease_seconds=args.lease_seconds,
+            max_upload_bytes=max_bytes,
+            long_poll_slots=args.threads - max(args.threads // 4, 1),
+        )
     except (RuntimeError, OSError, sqlite3.Error) as e:
         server.close()
         if not isinstance(e, RuntimeError):  # another server's data dir (RuntimeError) is left as it is

@@ -6,7 +6,7 @@
 
 (() => {
   const params = new URLSearchParams(location.search);
-  const token = params.get("token");
+  const token = keepToken(params);
   const runFilter = params.get("run");
   const NAME_RE = /^[\p{L}\p{N}_](?:[\p{L}\p{N}_ .@+-]{0,62}[\p{L}\p{N}_.@+-])?$/u;
   const CHOICE_TEXT = { A: "A is better", B: "B is better", equal: "equally good", skip: "can't tell (skipped)" };
@@ -28,6 +28,27 @@
   };
 
   // ------------------------------------------------------------------ helpers
+  // The link carries the token (?token=...). Keep it in this tab's sessionStorage and drop it from the address bar,
+  // so that it is not in the history, a bookmark or a screen share; a reload finds it there. Only once it is
+  // stored: without sessionStorage (blocked by the browser) the address keeps it, or a reload would lose it.
+  function keepToken(params) {
+    const KEY = "cleanrlhf.token";
+    const fromLink = params.get("token");
+    let stored = null;
+    try {
+      if (fromLink) sessionStorage.setItem(KEY, fromLink);
+      stored = sessionStorage.getItem(KEY);
+    } catch (err) {
+      return fromLink;
+    }
+    if (fromLink && stored === fromLink) {
+      params.delete("token");
+      const rest = params.toString();
+      history.replaceState(history.state, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+    }
+    return fromLink || stored;
+  }
+
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   function withToken(path) {
@@ -256,7 +277,9 @@
         }
         waited = true;
         const q = `/api/wait?wait=${LONG_POLL_S}` + (runFilter ? `&run_id=${encodeURIComponent(runFilter)}` : "");
-        await api(q);
+        const waitedFor = await api(q);
+        // Every long-poll slot of the server was taken: it answered at once and says when to come back.
+        if (waitedFor && waitedFor.retry_after) await sleep(waitedFor.retry_after * 1000 * (1 + Math.random()));
       } catch (err) {
         if (gen !== state.gen) return;
         if (err.status === 401) {

@@ -3,8 +3,14 @@ when several conftest.py files live outside packages)."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +21,7 @@ for p in (REPO / "humanFeedback", REPO / "framework"):
         sys.path.insert(0, str(p))
 
 
+SERVER = REPO / "humanFeedback" / "feedback_server.py"
 TOKEN = "test-token-0123456789abcdef"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -55,3 +62,27 @@ def moving_square(color: tuple[int, int, int], n: int = 30, size: int = 96, spee
         y = (i * speed) % (size - 12)
         frames[i, y : y + 12, 20:44] = 255
     return frames
+
+
+@contextmanager
+def serve(data_dir: Path, *flags: str, timeout: float = 30.0) -> Iterator[str]:
+    """The real command (waitress) on a free port with ``flags`` and the test token; yields its URL. Its output goes
+    to ``<data_dir>.log``."""
+    log = data_dir.with_name(data_dir.name + ".log")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(SERVER), "--port", "0", "--data-dir", str(data_dir), *flags],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "FEEDBACK_SERVER_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while not (m := re.search(r"^Open (http://\S+?)/", log.read_text(), re.M)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start:\n" + log.read_text())
+            time.sleep(0.05)
+        yield m.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(15)

@@ -277,3 +277,60 @@ def test_screenshot_of_the_page(browser, live_server, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (1180, 900) and len(png) > 20_000
+
+
+def test_page_drops_the_token_from_the_address_bar(browser, live_server, webm_clips):
+    """Issue 9, item 5: once stored (sessionStorage), the token leaves the address bar (and so the history, a
+    bookmark, a screen share); a reload still labels; the other parameters of the link stay."""
+    trainer = live_server.client("tok")
+    trainer.register_run("make the hopper hop forward", "Hopper-v5")
+    for i in range(2):
+        trainer.upload_query(f"q{i}", 1, webm_clips[i], webm_clips[i + 1])
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(live_server.page_url + "&run=tok")
+    wait_for_query(page, "q0")
+    assert TOKEN not in page.url and page.url.endswith("/?run=tok"), page.url
+    assert page.evaluate("() => sessionStorage.getItem('cleanrlhf.token')") == TOKEN
+    page.reload()  # asks for /?run=tok: no token in the URL any more
+    wait_for_query(page, "q0")  # the same pair, resumed with the stored token
+    page.keyboard.press("ArrowRight")
+    wait_for_query(page, "q1")
+    assert [(e.query_id, e.label) for e in trainer.all_events()] == [("q0", 1.0)]
+    # A tab opened with the bare address (no token anywhere) says what to do instead of failing silently.
+    bare = ctx.new_page()
+    bare.goto(live_server.url + "/")
+    bare.wait_for_function("() => document.getElementById('status').textContent.includes('token')")
+    ctx.close()
+
+
+def test_page_comes_back_later_when_every_long_poll_slot_is_taken(browser, tmp_path):
+    """Issue 9, item 6: a long-poll beyond the server's slots is answered at once with retry_after; the page waits
+    that long before asking again instead of looping as fast as the network allows."""
+    import threading
+
+    import requests
+
+    from .feedback_testutil import serve
+
+    with serve(tmp_path / "d", "--threads", "4") as url:  # 3 long-poll slots, 1 worker kept free
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        hold = [
+            threading.Thread(target=requests.get, args=(url + "/api/wait?wait=15",), kwargs={"headers": auth})
+            for _ in range(3)
+        ]
+        for t in hold:
+            t.start()
+        time.sleep(1.0)
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        waits: list[str] = []
+        page.on("request", lambda r: waits.append(r.url) if "/api/wait" in r.url else None)
+        page.goto(f"{url}/?token={TOKEN}")
+        page.wait_for_selector("#waiting", state="visible")
+        page.wait_for_timeout(5000)
+        assert 1 <= len(waits) <= 4, len(waits)  # every 2-4 s, not hundreds of times
+        assert requests.get(url + "/api/health", headers=auth, timeout=5).status_code == 200
+        ctx.close()
+        for t in hold:
+            t.join(30)
