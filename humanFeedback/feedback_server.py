@@ -104,6 +104,7 @@ def create_app(
     the CLI keeps some workers free for everything else; a long-poll beyond the slots is answered at once.
     """
     app = _App(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
+    app.url_map.merge_slashes = False  # "/api/runs//status" is a JSON 404, not an HTML redirect
     app.config.update(
         MAX_CONTENT_LENGTH=max_upload_bytes,
         MAX_FORM_MEMORY_SIZE=MAX_JSON_BYTES,

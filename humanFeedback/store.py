@@ -200,12 +200,14 @@ class Store:
             self._cond.notify_all()
 
     def close(self) -> None:
-        """Wake every long-poll, then checkpoint the WAL and close the database."""
+        """Wake every long-poll, then checkpoint the WAL and close the database. A second call does nothing."""
         self.begin_shutdown()
         with self._cond:
+            if self._lock_file.closed:
+                return
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
-        self._lock_file.close()
+            self._lock_file.close()
 
     def begin_shutdown(self) -> None:
         """Make every waiting long-poll return now (used on SIGTERM)."""
