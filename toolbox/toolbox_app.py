@@ -6,10 +6,13 @@ The routes are documented in toolbox/README.md. Every file served comes from :fu
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import toolbox_runs as runs
 from flask import Flask, jsonify, request, send_file, send_from_directory
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 HERE = Path(__file__).resolve().parent
@@ -25,9 +28,30 @@ SECURITY_HEADERS = {
 }
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None: JSON has neither (Python writes ``NaN``, which the
+    page's JSON.parse refuses, failing the whole view), and a run's files may hold them (args.json, summary.json)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class _JSON(DefaultJSONProvider):
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return super().dumps(_finite(obj), **kwargs)
+
+
+class _App(Flask):
+    json_provider_class = _JSON
+
+
 def create_app(runs_dir: str | Path) -> Flask:
     root = Path(runs_dir).expanduser().resolve()
-    app = Flask(__name__, static_folder=None)
+    app = _App(__name__, static_folder=None)
     app.config["RUNS_DIR"] = root
     app.url_map.merge_slashes = False  # '//etc/passwd' reaches run_file (and is refused) instead of a redirect
     cache = runs.ScalarCache()

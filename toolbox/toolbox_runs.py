@@ -139,9 +139,11 @@ def curve(scalars: dict[str, list[tuple[int, float]]], metric: str) -> list[list
 
 
 def _read_json(path: Path) -> Any:
+    """A run's JSON file, or None if it is missing or damaged (not UTF-8, not JSON, nested past the parser's
+    recursion limit): one bad file must not fail the listing of every run."""
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 

@@ -194,3 +194,10 @@ def test_numeric_parameters_are_ascii_digits(client, auth, param):
     client.post("/api/runs", json={"run_id": "good", "instruction": "hop", "env_id": "Hopper-v5"}, headers=auth)
     r = client.get(f"/api/runs/good/events?{param}", headers=auth)
     assert r.status_code == 400 and r.get_json()["error"] == "invalid_parameter"
+
+
+def test_a_doubled_slash_is_a_json_404_not_an_html_redirect(client, auth):
+    """Found by the fuzz: werkzeug merged "//" with a 308 HTML redirect; every answer of the API is JSON."""
+    for path in ("/api/runs//status", "/api//health", "/api/runs/x//events"):
+        r = client.get(path, headers=auth)
+        assert r.status_code == 404 and r.mimetype == "application/json", (path, r.status_code, r.mimetype)
