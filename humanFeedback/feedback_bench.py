@@ -35,9 +35,11 @@ def pct(xs: list[float]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--clip-kb", type=int, default=60, help="size of each fake clip (a WebM header + padding)")
+    ap.add_argument("--queries", type=int, default=200, help="queries to upload, claim and answer (1-100000)")
+    ap.add_argument("--clip-kb", type=int, default=60, help="size of each fake clip, 1-16384 (a WebM header + padding)")
     args = ap.parse_args()
+    if not 1 <= args.queries <= 100_000 or not 1 <= args.clip_kb <= 16_384:  # the server takes 64 MB per upload
+        ap.error("--queries must be in [1, 100000] and --clip-kb in [1, 16384]")
     with tempfile.TemporaryDirectory() as data:
         proc = subprocess.Popen(
             [sys.executable, str(HERE / "feedback_server.py"), "--port", "0", "--data-dir", data],

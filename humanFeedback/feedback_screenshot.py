@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,9 +150,22 @@ def take_screenshot(page_url: str, out: Path, chromium: str = "/usr/bin/chromium
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=REPO / "media" / "feedback_server.png")
-    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--out", type=Path, default=REPO / "media" / "feedback_server.png", help="PNG to write")
+    ap.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable")
     args = ap.parse_args()
+    problem = None
+    if args.out.suffix.lower() != ".png" or args.out.is_dir():
+        problem = f"--out {args.out}: must be a .png file"
+    elif not (Path(args.chromium).is_file() or shutil.which(args.chromium)):
+        problem = f"--chromium {args.chromium}: not found (Debian: apt-get install chromium)"
+    else:
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)  # before anything starts: a bad --out fails at once
+        except OSError:
+            problem = f"--out {args.out}: cannot create its directory (a part of its path is a file, or not writable)"
+    if problem:
+        print(f"{ap.prog}: error: {problem}", file=sys.stderr)
+        return 2
     token = "screenshot-token-0123456789"
     with tempfile.TemporaryDirectory() as data:
         env = dict(os.environ, FEEDBACK_SERVER_TOKEN=token, PYTHONUNBUFFERED="1")

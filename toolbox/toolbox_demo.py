@@ -157,8 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="directory to create the demo runs in")
     parser.add_argument("--render", action="store_true", help="film Hopper-v5 under random actions (slower)")
     args = parser.parse_args(argv)
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        print(f"{parser.prog}: error: --out {args.out}: cannot create it (a part of its path is a file, or not "
+              "writable)", file=sys.stderr)  # fmt: skip
+        return 2
     frames = hopper_frames() if args.render else square_frames
-    for run in make_demo_runs(Path(args.out), frames, queries_per_session=4 if args.render else 2):
+    try:
+        made = make_demo_runs(Path(args.out), frames, queries_per_session=4 if args.render else 2)
+    except FileExistsError as e:
+        print(f"{parser.prog}: error: --out {args.out} already holds {Path(e.filename).name}", file=sys.stderr)
+        return 2
+    for run in made:
         print(run)
     return 0
 

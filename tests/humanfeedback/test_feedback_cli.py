@@ -153,3 +153,20 @@ def test_repeated_signals_during_shutdown_still_stop_cleanly(tmp_path):
             pytest.fail("the server hung in its shutdown after a second signal")
         assert code == 0, server.log_path.read_text()[-2000:]
         assert "feedback server stopped" in server.log_path.read_text()
+
+
+def test_screenshot_and_bench_flags_are_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    shot = REPO / "humanFeedback" / "feedback_screenshot.py"
+    bench = REPO / "humanFeedback" / "feedback_bench.py"
+    for script, args, expected in [
+        (shot, ["--out", str(blocker / "x.png")], "cannot create"),
+        (shot, ["--out", str(tmp_path / "x.txt")], ".png"),
+        (shot, ["--chromium", "/no/chromium", "--out", str(tmp_path / "x.png")], "not found"),
+        (bench, ["--queries", "0"], "--queries"),
+        (bench, ["--clip-kb", "100000000"], "--clip-kb"),
+    ]:
+        p = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and expected in p.stderr and "Traceback" not in p.stderr, (script.name, args, p.stderr)
+    assert sorted(tmp_path.iterdir()) == [blocker]

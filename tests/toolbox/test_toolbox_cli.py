@@ -64,3 +64,22 @@ def test_bad_flags_and_a_busy_port_are_one_line_and_exit_2(tmp_path):
             assert p.returncode == 2, (args, p.stderr)
             assert p.stderr.count("\n") == 1 and expected in p.stderr and "Traceback" not in p.stderr, (args, p.stderr)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["file"]
+
+
+def test_demo_out_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+
+    def demo(out):
+        return subprocess.run(
+            [sys.executable, "toolbox/toolbox_demo.py", "--out", str(out)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    p = demo(tmp_path / "file" / "runs")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "cannot create" in p.stderr, p.stderr
+    assert demo(tmp_path / "runs").returncode == 0
+    again = demo(tmp_path / "runs")  # the same demo runs twice: said, not a FileExistsError traceback
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "already holds" in again.stderr, again.stderr
