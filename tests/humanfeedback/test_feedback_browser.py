@@ -316,7 +316,7 @@ def test_page_comes_back_later_when_every_long_poll_slot_is_taken(browser, tmp_p
     with serve(tmp_path / "d", "--threads", "4") as url:  # 3 long-poll slots, 1 worker kept free
         auth = {"Authorization": f"Bearer {TOKEN}"}
         hold = [
-            threading.Thread(target=requests.get, args=(url + "/api/wait?wait=15",), kwargs={"headers": auth})
+            threading.Thread(target=requests.get, args=(url + "/api/wait?wait=7",), kwargs={"headers": auth})
             for _ in range(3)
         ]
         for t in hold:
