@@ -434,7 +434,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=64.0,
         help=f"largest request body (413 beyond), in [{MAX_UPLOAD_MB[0]:g}, {MAX_UPLOAD_MB[1]:g}]",
     )
+    p.add_argument(
+        "--ready-file",
+        type=Path,
+        help="once the server answers, write {url, port, pid, data_dir, api_version} there as JSON (atomically; "
+        "never the token), and remove it on a clean stop: a machine-readable ready signal",
+    )
     args = p.parse_args(argv)
+    if args.ready_file is not None and (args.ready_file.is_dir() or not args.ready_file.parent.is_dir()):
+        p.error(f"--ready-file {args.ready_file}: must be a file in an existing directory")
     if args.token is not None and args.token != "auto" and not TOKEN_RE.fullmatch(args.token):
         where = "--token" if argv is not None and "--token" in argv else f"--token (or ${TOKEN_ENV})"
         p.error(f"{where} must be 1-512 printable ASCII characters without spaces")
@@ -467,6 +475,15 @@ def _remove_new_dirs(path: Path, existed: Path) -> None:
             d.rmdir()  # only if empty: anything we did not write stays
         except OSError:
             break
+
+
+def _write_ready_file(path: Path, url: str, port: int, data_dir: Path) -> None:
+    """The ready signal: written once the socket listens and the store is open (requests are served from then on),
+    by rename, so a reader never sees half a file. No token: files get shared."""
+    info = {"url": url, "port": port, "pid": os.getpid(), "data_dir": str(data_dir), "api_version": 1}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info) + "\n")
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -545,12 +562,17 @@ def main(argv: list[str] | None = None) -> int:
     shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
     url = f"http://{shown_host}:{server.effective_port}/" + (f"?token={quote(token, safe='')}" if token else "")
     print(f"CleanRLHF feedback server (data: {data_dir.resolve()})", flush=True)
-    print(f"Open {url}", flush=True)
+    print(f"Open {url}", flush=True)  # framework/rlhf/feedback_server_process.py reads this line
+    if args.ready_file is not None:
+        base = f"http://{shown_host}:{server.effective_port}"
+        _write_ready_file(args.ready_file, base, server.effective_port, data_dir.resolve())
     try:
         server.run()
     finally:
         server.close()
         store.close()
+        if args.ready_file is not None:
+            args.ready_file.unlink(missing_ok=True)
         print("feedback server stopped", flush=True)
         # Stopped cleanly: a late repeat of the signal must not turn exit code 0 into death by that signal while
         # the interpreter finalises (it puts the default handlers back).
