@@ -66,20 +66,14 @@ def test_bad_flags_and_a_busy_port_are_one_line_and_exit_2(tmp_path):
     assert sorted(x.name for x in tmp_path.iterdir()) == ["file"]
 
 
-def test_demo_out_that_cannot_be_written_is_one_line(tmp_path):
+def test_demo_out_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    import toolbox_demo  # in-process: its refusals come before any video is made
+
     (tmp_path / "file").write_text("x")
-
-    def demo(out):
-        return subprocess.run(
-            [sys.executable, "toolbox/toolbox_demo.py", "--out", str(out)],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    p = demo(tmp_path / "file" / "runs")
-    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "cannot create" in p.stderr, p.stderr
+    assert toolbox_demo.main(["--out", str(tmp_path / "file" / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot create" in err, err
     (tmp_path / "runs" / "Hopper-v5__sac_rlhf__1__1760000000").mkdir(parents=True)  # as a first demo left it
-    again = demo(tmp_path / "runs")  # the same demo runs twice: said, not a FileExistsError traceback
-    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "already holds" in again.stderr, again.stderr
+    assert toolbox_demo.main(["--out", str(tmp_path / "runs")]) == 2  # the demo twice: said, not a traceback
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds" in err, err
