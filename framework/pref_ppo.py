@@ -44,12 +44,13 @@ from rlhf.reward_model import RewardEnsemble, predict_rewards
 from rlhf.rollout import RolloutBuffer, RolloutWindow, final_observations, make_vector_env
 from rlhf.schedule import session_steps
 from rlhf.surf import Surf, check_surf_args, rune_reward, surf_config
-from rlhf.teacher_factory import check_server_url, human_teacher, simulated_teacher
+from rlhf.teacher_factory import check_server_url, feedback_report, human_teacher, simulated_teacher
 from rlhf.tracking import (
     EpisodeWindow,
     ProgressBar,
     Tracker,
     make_run_dir,
+    recorded_args,
     run_name,
     seed_everything,
     select_device,
@@ -348,11 +349,11 @@ def main(args: Args) -> dict[str, float]:
                 "preferences": prefs.state_dict(),
                 "feedback_stats": dict(stats.__dict__),
                 "rng": rng_state(np_rngs),
-                "args": dict(args.__dict__),
+                "args": recorded_args(args),
             }
             save_state(run_dir / "checkpoints" / "final", state)
             log.info("checkpoint saved to %s", run_dir / "checkpoints" / "final")
-        tracker.scalars(stats.as_scalars(), global_step)
+        tracker.scalars({**stats.as_scalars(), **feedback_report(teacher, stats, completed)}, global_step)
         tracker.close()
         teacher.close()
         if query_clips:

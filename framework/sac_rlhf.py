@@ -59,13 +59,14 @@ from rlhf.replay import ReplayBuffer
 from rlhf.reward_model import RewardEnsemble, predict_member_rewards
 from rlhf.schedule import session_steps
 from rlhf.surf import Surf, check_surf_args, surf_config
-from rlhf.teacher_factory import check_server_url, human_teacher, simulated_teacher
+from rlhf.teacher_factory import check_server_url, feedback_report, human_teacher, simulated_teacher
 from rlhf.tensors import to_tensor
 from rlhf.tracking import (
     EpisodeWindow,
     ProgressBar,
     Tracker,
     make_run_dir,
+    recorded_args,
     run_name,
     seed_everything,
     select_device,
@@ -183,7 +184,12 @@ def main(args: Args) -> dict[str, float]:
             )
         server = None
         if args.teacher_feedback_mode == "human":
-            teacher, server = human_teacher(args, run_dir, completed_sessions=set(prefs.session.tolist()))
+            teacher, server = human_teacher(
+                args,
+                run_dir,
+                completed_sessions=set(prefs.session.tolist()),
+                next_session=resume["state"]["next_session"] if resume else 0,
+            )
         else:
             teacher = simulated_teacher(args, rng_teacher)
     except ValueError as e:
@@ -248,7 +254,7 @@ def main(args: Args) -> dict[str, float]:
             "reward_ensemble": ensemble.state_dict(), "reward_optimizer": reward_optimizer.state_dict(),
             "preferences": prefs.state_dict(), "feedback_stats": dict(stats.__dict__), "rng": rng_state(np_rngs),
             "env_rng": env_rng_state(env), "episode_id": episode_id, "explore_norm": vars(explore_norm),
-            "early_stopping": vars(early_stopping), "last_eval": last_eval, "args": dict(args.__dict__)}  # fmt: skip
+            "early_stopping": vars(early_stopping), "last_eval": last_eval, "args": recorded_args(args)}  # fmt: skip
         save_bundle(run_dir / "checkpoints" / "resume", {"state": state, "replay_buffer": rb.state_dict()})
         if final:
             save_state(run_dir / "checkpoints" / "final", state)
@@ -374,7 +380,7 @@ def main(args: Args) -> dict[str, float]:
             tracker.scalars(final_metrics, step + 1)
         if completed or interrupted:
             log.info("checkpoint saved to %s", save_checkpoint(step + 1 if completed else step, final=True))
-        tracker.scalars(stats.as_scalars(), step + 1)
+        tracker.scalars({**stats.as_scalars(), **feedback_report(teacher, stats, completed)}, step + 1)
         tracker.close()
         teacher.close()
         if query_clips:

@@ -13,6 +13,7 @@ import errno
 import hmac
 import json
 import logging
+import os
 import re
 import secrets
 import signal
@@ -299,6 +300,11 @@ def create_app(
         _run_id(run_id)
         return jsonify(store.status(run_id))
 
+    @app.post("/api/runs/<run_id>/withdraw")
+    def withdraw(run_id: str) -> Response:
+        _run_id(run_id)
+        return jsonify(withdrawn=store.withdraw(run_id), counts=store.status(run_id))
+
     # ---------------------------------------------------------------- page API
     def _optional_run(data: dict[str, Any]) -> str | None:
         run_id = data.get("run_id")
@@ -448,7 +454,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     shown_host = socket.gethostname() if args.host in ("0.0.0.0", "::") else args.host
     shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
-    url = f"http://{shown_host}:{server.effective_port}/" + (f"?token={quote(token, safe='')}" if token else "")
+    # A token taken from the environment stays out of this output: it is someone's log file (the trainer keeps
+    # an autostarted server's log in the run directory, which is shared), and its owner knows where it is.
+    from_env = token is not None and token == os.environ.get(TOKEN_ENV)
+    shown_token = f"${TOKEN_ENV}" if from_env else (quote(token, safe="") if token else "")
+    url = f"http://{shown_host}:{server.effective_port}/" + (f"?token={shown_token}" if token else "")
     print(f"CleanRLHF feedback server (data: {data_dir.resolve()})", flush=True)
     print(f"Open {url}", flush=True)  # framework/rlhf/feedback_server_process.py reads this line
     if args.ready_file is not None:

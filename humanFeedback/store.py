@@ -521,6 +521,18 @@ class Store:
             ).fetchone()
             return self._query_dict(row, now)
 
+    def withdraw(self, run_id: str) -> int:
+        """Remove the run's unanswered (pending or leased) queries, so labellers are no longer asked what the
+        trainer no longer waits for (it ended). Answered queries and the event log stay; the rows of answers that
+        were undone go with their query (their label and retract events remain). Returns how many."""
+        self.get_run(run_id)
+        with self._cond, self._tx() as db:
+            unanswered = "SELECT query_id FROM queries WHERE run_id = :run AND state IN ('pending', 'leased')"
+            db.execute(f"DELETE FROM labels WHERE run_id = :run AND query_id IN ({unanswered})", {"run": run_id})
+            return db.execute(
+                "DELETE FROM queries WHERE run_id = :run AND state IN ('pending', 'leased')", {"run": run_id}
+            ).rowcount
+
     # ------------------------------------------------------------------ reading
     def _counts(self, run_id: str | None) -> dict[str, int]:
         now = self._clock()

@@ -13,6 +13,7 @@ from pathlib import Path
 import tyro
 
 from rlhf.config import ConfigError
+from rlhf.tracking import SECRET_FLAGS
 
 
 def resumed_args(args, keep: tuple[str, ...] = ("resume", "progress_bar", "log_level", "threads")):
@@ -26,6 +27,7 @@ def resumed_args(args, keep: tuple[str, ...] = ("resume", "progress_bar", "log_l
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"--resume {args.resume}: not a run directory with a readable args.json ({e})") from e
     known = {f.name for f in dataclasses.fields(args)}
+    keep = (*keep, *(k for k in SECRET_FLAGS if k in known))  # secrets are not in args.json: from this call
     merged = {k: v for k, v in saved.items() if k in known} | {k: getattr(args, k) for k in keep}
     defaults = type(args)()
     ignored = [

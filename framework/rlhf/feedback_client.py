@@ -248,6 +248,10 @@ class FeedbackClient:
         except requests.RequestException:
             return False
 
+    def withdraw(self) -> int:
+        """Remove the run's unanswered queries from the server (the run no longer waits for them); how many."""
+        return int(self._request("POST", f"/api/runs/{self.run_id}/withdraw")["withdrawn"])
+
     def status(self) -> RunStatus:
         s = self._request("GET", f"/api/runs/{self.run_id}/status")
         return RunStatus(**{k: s[k] for k in RunStatus.__dataclass_fields__})

@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import atexit
+import json
+import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,13 +25,34 @@ from rlhf.feedback_client import FeedbackClient, FeedbackConnectionError, Feedba
 
 SERVER_SCRIPT = Path(__file__).resolve().parents[2] / "humanFeedback" / "feedback_server.py"
 TOKEN_ENV = "FEEDBACK_SERVER_TOKEN"
+# Written next to the server's data when we start it: the server survives a crashed trainer (its own session, so
+# labellers keep going), and a resumed run finds it here to adopt or stop it (issue 9, item 2).
+RECORD = "autostarted_server.json"
+
+log = logging.getLogger("cleanrlhf")
+
+
+class FeedbackServerStartError(RuntimeError):
+    """The server could not be started; the message is one line (the server's own ``error:`` line if it gave one)."""
 
 
 class FeedbackServerProcess:
-    """A server started by :func:`start_feedback_server`; ``stop()`` (or leaving the ``with``) ends it."""
+    """A server started by :func:`start_feedback_server` (``proc`` is its Popen), or one a crashed run started and
+    a resumed run adopted (``proc`` None: not our child, known by ``pid``); ``stop()`` (or leaving the ``with``)
+    ends it."""
 
-    def __init__(self, proc: subprocess.Popen, url: str, token: str | None, log_path: Path) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen | None,
+        url: str,
+        token: str | None,
+        log_path: Path,
+        pid: int | None = None,
+        record: Path | None = None,
+    ) -> None:
         self.proc, self.url, self.token, self.log_path = proc, url, token, log_path
+        self.pid = proc.pid if proc is not None else pid
+        self.record = record
 
     @property
     def page_url(self) -> str:
@@ -39,15 +63,29 @@ class FeedbackServerProcess:
         return FeedbackClient(self.url, run_id, token=self.token, **kw)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM (clean shutdown: the WAL is checkpointed), then SIGKILL after ``timeout``. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        """SIGTERM (clean shutdown: the WAL is checkpointed), then SIGKILL after ``timeout``. Returns the exit code
+        (None for an adopted server, whose exit status goes to its own parent)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            code = self.proc.returncode
+        else:
+            code = None
+            if self.pid is not None and _alive(self.pid):
+                os.kill(self.pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while _alive(self.pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)  # not our child: nothing to wait() on; a bounded shutdown wait
+                if _alive(self.pid):
+                    os.kill(self.pid, signal.SIGKILL)
+        if self.record is not None:
+            _remove_record(self.record, self.pid)
+        return code
 
     def __enter__(self) -> FeedbackServerProcess:
         return self
@@ -56,11 +94,87 @@ class FeedbackServerProcess:
         self.stop()
 
 
-def _log_tail(path: Path, n: int = 2000) -> str:
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped by its parent, does not)."""
     try:
-        return path.read_text(errors="replace")[-n:]
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return ""
+        return True  # no /proc (not Linux): trust the signal
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _is_our_server(pid: int, data_dir: Path) -> bool:
+    """Whether ``pid`` is feedback_server.py serving ``data_dir`` (a recorded pid may have been reused since)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to check with (not Linux): the pid is alive and recorded for this data dir
+    if str(SERVER_SCRIPT) not in argv or "--data-dir" not in argv:
+        return False
+    given = argv[argv.index("--data-dir") + 1] if argv.index("--data-dir") + 1 < len(argv) else ""
+    return Path(given).resolve() == data_dir.resolve()
+
+
+def _remove_record(record: Path, pid: int | None) -> None:
+    try:
+        if json.loads(record.read_text()).get("pid") == pid:
+            record.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def running_server(data_dir: str | Path, token: str | None = None) -> FeedbackServerProcess | None:
+    """The server that :func:`start_feedback_server` started on ``data_dir`` and that still runs (its trainer may
+    have died), or None. It is not checked to answer: see :func:`adopt_or_start_feedback_server`."""
+    data = Path(data_dir)
+    record = data / RECORD
+    try:
+        info = json.loads(record.read_text())
+        pid, url = int(info["pid"]), str(info["url"] or "")  # no url: its trainer died while it started
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (_alive(pid) and _is_our_server(pid, data)):
+        return None
+    return FeedbackServerProcess(None, url, token, data / "server.log", pid=pid, record=record)
+
+
+def adopt_or_start_feedback_server(
+    host: str, port: int, data_dir: str | Path, token: str | None = None, **kw: Any
+) -> FeedbackServerProcess:
+    """The live server a crashed run left on ``data_dir`` if it serves ``port`` and accepts ``token`` (labellers
+    keep their page and their lease); otherwise that one is stopped cleanly and a new one started. Raises
+    :class:`FeedbackServerStartError` as :func:`start_feedback_server` does."""
+    old = running_server(data_dir, token)
+    if old is not None:
+        reason = ""
+        if not old.url:
+            reason = "its address was never recorded"
+        elif port and not old.url.endswith(f":{port}"):
+            reason = f"it serves {old.url}, not port {port}"
+        else:
+            try:
+                old.client("health", timeout=2.0, retries=2).health()
+            except FeedbackServerError as e:
+                reason = f"it refuses this run's token ({e.status} {e.error})" if e.status == 401 else str(e)
+            except FeedbackConnectionError:
+                reason = f"it does not answer at {old.url}"
+        if not reason:
+            log.warning(
+                "the labelling server started before this run was interrupted still runs: using it (pid %d)", old.pid
+            )
+            atexit.register(old.stop)
+            return old
+        log.warning("stopping the labelling server the interrupted run left (pid %d): %s", old.pid, reason)
+        old.stop()
+    return start_feedback_server(host=host, port=port, data_dir=data_dir, token=token, **kw)
 
 
 def start_feedback_server(
@@ -79,14 +193,19 @@ def start_feedback_server(
     ``port=0`` picks a free port (read back from the server's "Open http://..." line). The token travels in the
     environment, not on the command line. Output goes to ``log_path`` (default ``<data_dir>/server.log``).
     The process is stopped at interpreter exit if the caller did not stop it.
-    Raises RuntimeError with the log's tail if the server exits or does not answer within ``startup_timeout``.
+    Raises :class:`FeedbackServerStartError` (one line: the server's error, e.g. its port is in use) if the server
+    exits or does not answer within ``startup_timeout``; a data directory this call created is then removed.
     """
     if not SERVER_SCRIPT.is_file():
         raise FileNotFoundError(f"feedback server not found at {SERVER_SCRIPT}")
     data = Path(data_dir) if data_dir is not None else SERVER_SCRIPT.parent / "feedback_data"
-    data.mkdir(parents=True, exist_ok=True)
-    log = Path(log_path) if log_path is not None else data / "server.log"
-    offset = log.stat().st_size if log.exists() else 0
+    created = not data.exists()  # removed again if the server does not start: a failed start leaves nothing
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FeedbackServerStartError(f"cannot create the data directory {data}: {e.strerror or e}") from e
+    log_file = Path(log_path) if log_path is not None else data / "server.log"
+    offset = log_file.stat().st_size if log_file.exists() else 0
     cmd = [python, str(SERVER_SCRIPT), "--host", host, "--port", str(port), "--data-dir", str(data)]
     if lease_seconds is not None:
         cmd += ["--lease-seconds", str(lease_seconds)]
@@ -95,24 +214,41 @@ def start_feedback_server(
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop(TOKEN_ENV, None)
     if token:
-        env[TOKEN_ENV] = token
-    with open(log, "ab") as out:
+        env[TOKEN_ENV] = token  # the environment, not the command line, which every user of the machine can read
+    record = data / RECORD
+    with open(log_file, "ab") as out:
         # Own session: a Ctrl-C in the trainer's terminal reaches the trainer, which then stops us cleanly.
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": proc.pid, "url": None}))
+    tmp.replace(record)
+
+    def fail(message: str) -> FeedbackServerStartError:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if created:
+            shutil.rmtree(data, ignore_errors=True)
+        else:
+            _remove_record(record, proc.pid)
+        return FeedbackServerStartError(message)
+
     server: FeedbackServerProcess | None = None
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"feedback server exited with code {proc.returncode}:\n{_log_tail(log)}")
+            raise fail(f"the feedback server exited with code {proc.returncode}: {_error_line(log_file, offset)}")
         if server is None:
-            with open(log, "rb") as f:
+            with open(log_file, "rb") as f:
                 f.seek(offset)
                 m = re.search(rb"Open (http://\S+?)/(?:\?token=\S*)?\s", f.read())
             if m:
                 url = m.group(1).decode()
                 if host in ("0.0.0.0", "::"):  # the printed host is the machine's name; we are local
                     url = re.sub(r"//.*:(\d+)$", r"//127.0.0.1:\1", url)
-                server = FeedbackServerProcess(proc, url, token, log)
+                server = FeedbackServerProcess(proc, url, token, log_file, record=record)
+                tmp.write_text(json.dumps({"pid": proc.pid, "url": url}))
+                tmp.replace(record)
         if server is not None:
             try:
                 server.client("health", timeout=2.0, retries=0).health()
@@ -121,6 +257,17 @@ def start_feedback_server(
             except (FeedbackConnectionError, FeedbackServerError):
                 pass
         time.sleep(0.05)  # bounded start-up wait only
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"feedback server did not answer within {startup_timeout:.0f} s:\n{_log_tail(log)}")
+    raise fail(f"the feedback server did not answer within {startup_timeout:.0f} s (log: {log_file})")
+
+
+def _error_line(path: Path, offset: int) -> str:
+    """The server's own ``error: ...`` line(s) since ``offset``, else the last line of its output: one line, for a
+    message that is printed instead of a traceback."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no output)"
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error:")]
+    return "; ".join(errors) if errors else (lines[-1] if lines else "(no output)")

@@ -5,7 +5,10 @@ offscreen renderer and uploads the pair over HTTP as soon as both clips are read
 first pair while the rest render, and training is never stalled by rendering. ``collect`` fetches answers through
 the server's long-poll event log (no busy-waiting). The segments of every submitted query are written to
 ``pending_dir`` before upload and kept, so a restarted trainer of the same run re-reads those of the sessions its
-checkpoint does not hold yet, gets every label given in the meantime from the server's log, and asks nothing again.
+checkpoint does not hold yet, gets every label given in the meantime from the server's log, and asks nothing again:
+a session asked before the restart is asked with its stored segments when the resumed loop reaches it (issue 9,
+item 2), so its labels stay attached to the pairs the labellers saw. ``finish`` ends the run's part: it withdraws
+what the run no longer waits for from the server and reports how many queries were asked and answered.
 """
 
 from __future__ import annotations
@@ -41,8 +44,11 @@ class HumanTeacher:
         page_url: str = "",
         status_every: float = 30.0,
         completed_sessions: set[int] | frozenset[int] = frozenset(),
+        next_session: int | None = None,
     ):
-        """``completed_sessions``: sessions whose labels the trainer already holds (restored from a checkpoint)."""
+        """``completed_sessions``: sessions whose labels the trainer already holds (restored from a checkpoint);
+        ``next_session``: the first session the restored loop has not asked yet (the checkpoint's); the stored
+        sessions from there on wait for the loop to ask them again. None: every stored session is outstanding."""
         self.client = client
         self.env_id, self.clip_size, self.page_url = env_id, clip_size, page_url
         self.pending_dir = Path(pending_dir)
@@ -52,6 +58,9 @@ class HumanTeacher:
         self.answers = LabelLog()
         self.answers.apply(client.all_events(0))  # a restarted trainer gets its whole history back
         self.outstanding: dict[int, tuple[Segments, Segments]] = {}  # session -> its pairs, until all answered
+        # Sessions the interrupted run asked after its checkpoint: held until the resumed loop asks them again, so
+        # they are learned from at the step the schedule says, and with the segments that were shown.
+        self.asked_before_restart: dict[int, tuple[Segments, Segments]] = {}
         self._uploads: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self.render_seconds: list[float] = []  # per segment, for the run's log
@@ -65,11 +74,18 @@ class HumanTeacher:
                 continue
             with np.load(path, allow_pickle=False) as arrays:
                 seg_a, seg_b = Segments.from_arrays(arrays, "a_"), Segments.from_arrays(arrays, "b_")
-            self._enqueue(seg_a, seg_b, session)
+            self._enqueue(seg_a, seg_b, session)  # uploads what the interrupted run had not uploaded yet
+            if next_session is not None and session >= next_session:
+                self.asked_before_restart[session] = self.outstanding.pop(session)
 
     # -- asking ---------------------------------------------------------------------------------------------------
     def submit(self, seg_a: Segments, seg_b: Segments, session: int) -> None:
-        """Persist the pairs, then render and upload them in the background."""
+        """Persist the pairs, then render and upload them in the background. A session the interrupted run already
+        asked keeps its stored pairs (labellers may have answered them), whatever was selected now."""
+        if session in self.asked_before_restart:
+            self.outstanding[session] = self.asked_before_restart.pop(session)
+            log.info("feedback session %d was asked before the restart: waiting for its answers", session)
+            return
         path = self.pending_dir / f"session_{session:04d}.npz"
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **seg_a.as_arrays("a_"), **seg_b.as_arrays("b_"))
@@ -115,6 +131,8 @@ class HumanTeacher:
             self.answers.apply(self.client.events(after=self.answers.last_seq, wait=poll))
             done = [s for s in sorted(self.outstanding) if self._answered(s)]
             if done or not wait or not self.outstanding or time.monotonic() >= deadline:
+                if wait and not done and self.outstanding:
+                    self._log_timeout(timeout)
                 return [self._take(s) for s in done]
             if time.monotonic() - last_status >= self.status_every:
                 status = self.client.status()
@@ -126,6 +144,19 @@ class HumanTeacher:
                     status.skipped,
                 )
                 last_status = time.monotonic()
+
+    def _log_timeout(self, timeout: float) -> None:
+        for session in sorted(self.outstanding):
+            n = len(self.outstanding[session][0])
+            answered = sum(self.answers.answered(query_id(session, i)) for i in range(n))
+            log.warning(
+                "feedback session %d timed out after %.0f s (--feedback-timeout) with %d of %d queries answered; "
+                "training goes on, and the session is learned from once all its answers are in",
+                session,
+                timeout,
+                answered,
+                n,
+            )
 
     def _answered(self, session: int) -> bool:
         return all(self.answers.answered(query_id(session, i)) for i in range(len(self.outstanding[session][0])))
@@ -141,7 +172,41 @@ class HumanTeacher:
         if self._error is not None:
             raise RuntimeError(f"rendering or uploading queries failed: {self._error}") from self._error
 
-    def close(self) -> None:
+    def _stop_publisher(self) -> int:
+        """Stop rendering and uploading; returns how many queries were still waiting to be uploaded (dropped)."""
+        dropped = 0
+        while True:
+            try:
+                dropped += self._uploads.get_nowait() is not None
+            except queue.Empty:
+                break
         self._uploads.put(None)
         self._thread.join(timeout=60)
+        return dropped
+
+    def finish(self, withdraw: bool) -> dict[str, float]:
+        """End of the run: stop uploading, report asked / answered (a log line; returns ``feedback/queries_*``
+        scalars) and, with ``withdraw`` (the run ended and waits for nothing more), remove the run's unanswered
+        queries from the server so that nobody labels them for nothing (issue 9, item 9)."""
+        dropped = self._stop_publisher()
+        status = self.client.status()
+        withdrawn = self.client.withdraw() if withdraw else 0
+        answered = status.labelled + status.skipped
+        log.warning(
+            "human feedback: %d queries asked, %d answered (%d labels, %d skipped)%s%s",
+            status.total,
+            answered,
+            status.labelled,
+            status.skipped,
+            f"; {withdrawn} unanswered withdrawn from the server" if withdrawn else "",
+            f"; {dropped} never uploaded" if dropped else "",
+        )
+        return {
+            "feedback/queries_asked": float(status.total),
+            "feedback/queries_answered": float(answered),
+            "feedback/queries_withdrawn": float(withdrawn),
+        }
+
+    def close(self) -> None:
+        self._stop_publisher()
         self.client.close()

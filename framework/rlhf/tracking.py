@@ -8,6 +8,7 @@ import logging
 import math
 import random
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,40 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 log = logging.getLogger("cleanrlhf")
+
+# Flags whose values are secrets: never written to a run's files (args.json, checkpoints, TensorBoard, W&B), which
+# are shared and uploaded (issue 9, item 5). A resumed run takes them from its own command line or environment.
+SECRET_FLAGS = ("feedback_server_token",)
+REDACTED = "<redacted>"
+
+
+def recorded_args(args) -> dict:
+    """The run's flags as every writer records them: a dict of ``args`` with secret values replaced by
+    ``"<redacted>"`` (an unset secret stays None, so a reader still sees whether one was used)."""
+    config = dataclasses.asdict(args) if dataclasses.is_dataclass(args) else dict(vars(args))
+    for name in SECRET_FLAGS:
+        if config.get(name):
+            config[name] = REDACTED
+    return config
+
+
+def redacted_argv(argv: list[str]) -> list[str]:
+    """``argv`` with the values of secret flags (``--flag value`` and ``--flag=value``, ``-`` or ``_``) replaced."""
+    flags = {f"--{n.replace('_', sep)}" for n in SECRET_FLAGS for sep in "-_"}
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+        elif arg in flags:
+            out.append(arg)
+            hide_next = True
+        elif arg.split("=", 1)[0] in flags and "=" in arg:
+            out.append(arg.split("=", 1)[0] + "=" + REDACTED)
+        else:
+            out.append(arg)
+    return out
 
 
 def setup_logging(level: str) -> None:
@@ -42,51 +77,75 @@ def run_name(env_id: str, exp_name: str, seed: int) -> str:
 
 
 def make_run_dir(runs_dir: str, name: str) -> Path:
+    """Create ``<runs_dir>/<name>``. A directory that cannot be created (a path under a regular file, no
+    permission) is a :class:`~rlhf.config.ConfigError` naming ``--runs-dir``, so the CLI prints one line and exits 2
+    instead of a traceback (issue 9, item 4); nothing is created then."""
+    from rlhf.config import ConfigError
+
     root = Path(runs_dir).expanduser().resolve() if runs_dir else REPO_ROOT / "runs"
     path = root / name
-    path.mkdir(parents=True, exist_ok=False)
+    try:
+        path.mkdir(parents=True, exist_ok=False)
+    except OSError as e:
+        raise ConfigError(f"--runs-dir {runs_dir or root}: cannot create {path}: {e.strerror or e}") from e
     return path
 
 
 class Tracker:
-    """Scalars to TensorBoard (and W&B with --track); ``args.json`` in the run directory."""
+    """Scalars to TensorBoard (and W&B with --track); ``args.json`` in the run directory. Every record of the flags
+    (args.json, the TensorBoard hyperparameter text, the W&B config) is :func:`recorded_args`: no secrets."""
 
     def __init__(self, run_dir: Path, args, track: bool = False, project: str = "", entity: str | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = run_dir
-        config = dataclasses.asdict(args)
+        config = recorded_args(args)
         (run_dir / "args.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         self.wandb = None
         if track:
             import wandb
 
-            self.wandb = wandb.init(
-                project=project,
-                entity=entity,
-                config=config,
-                name=run_dir.name,
-                dir=str(run_dir),
-                sync_tensorboard=True,
-                save_code=False,
-            )
+            # Scalars go to W&B by wandb.log below, not by sync_tensorboard: that syncer watches the TensorBoard
+            # logdir recursively, and W&B's own directory is inside it (<run>/wandb/), so every event file it copied
+            # into the W&B run was seen and copied again, one level deeper each time: a self-nesting tree of links
+            # that TensorBoard then listed as extra runs (issue 9, item 8).
+            argv, sys.argv = sys.argv, redacted_argv(sys.argv)  # W&B records the command line in its metadata
+            try:
+                self.wandb = wandb.init(
+                    project=project,
+                    entity=entity,
+                    config=config,
+                    name=run_dir.name,
+                    dir=str(run_dir),
+                    save_code=False,
+                )
+            finally:
+                sys.argv = argv
+            # One x-axis for every key, as TensorBoard's step: our keys are logged at steps that are not always
+            # increasing per call (a session's metrics, then the window's), which wandb.log(step=) would drop.
+            self.wandb.define_metric("global_step")
+            self.wandb.define_metric("*", step_metric="global_step")
         self.writer = SummaryWriter(str(run_dir))
         self.writer.add_text(
             "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in sorted(config.items()))
         )
 
     def scalars(self, values: dict[str, float | torch.Tensor], step: int) -> None:
+        finite = {}
         for key, value in values.items():
             value = float(value)
             if math.isfinite(value):
                 self.writer.add_scalar(key, value, step)
+                finite[key] = value
+        if self.wandb is not None and finite:
+            self.wandb.log({**finite, "global_step": step})
 
     def eval_video(self, path: Path, step: int) -> None:
         """An evaluation mp4 already on disk, to W&B (TensorBoard has no video type; the file stays in the run)."""
         if self.wandb is not None:
             import wandb
 
-            self.wandb.log({"videos/eval": wandb.Video(str(path), format="mp4")}, step=step)
+            self.wandb.log({"videos/eval": wandb.Video(str(path), format="mp4"), "global_step": step})
 
     def close(self) -> None:
         self.writer.close()
