@@ -272,7 +272,10 @@ def main(args: Args) -> dict:
     policy = make_policy(state, info.obs_dim, info.act_dim, info.action_low, info.action_high)
 
     out = Path(args.output_dir).expanduser().resolve() if args.output_dir else run_dir / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a path under a regular file: one line, not a traceback (issue 9, item 4)
+        raise EvaluationError(f"--output-dir {out}: cannot create it: {e.strerror or e}") from e
     filmed = args.episodes if args.video_episodes == 0 else min(args.video_episodes, args.episodes)
     every, fps = video_rate(env)
     print(

@@ -220,3 +220,16 @@ def test_a_runs_directory_that_cannot_be_created_is_one_line(tmp_path, capsys):
         (line,) = [x for x in err.splitlines() if x.strip()]
         assert line.startswith("error: --runs-dir") and "cannot create" in line, line
     assert blocker.read_text() == "not a directory"
+
+
+def test_an_evaluation_output_directory_that_cannot_be_created_is_one_line(tmp_path, capsys):
+    import evaluation
+    from test_evaluation import fake_sac_checkpoint
+
+    run_dir = fake_sac_checkpoint(tmp_path / "run")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    argv_ = ["--path-to-model", str(run_dir), "--episodes", "1", "--output-dir", str(blocker / "out")]
+    assert evaluation.cli(argv_) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert line.startswith("error: --output-dir") and "cannot create" in line, line
