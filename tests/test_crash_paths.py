@@ -233,3 +233,30 @@ def test_an_evaluation_output_directory_that_cannot_be_created_is_one_line(tmp_p
     assert evaluation.cli(argv_) == 2
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert line.startswith("error: --output-dir") and "cannot create" in line, line
+
+
+def test_a_surviving_server_is_adopted_with_its_token_and_replaced_without_it(tmp_path):
+    """What --resume does with the server its crashed trainer left on the run's data dir: use it while it answers
+    with the run's token; otherwise stop it cleanly and start a new one on the same data (labels kept)."""
+    from rlhf.feedback_server_process import RECORD, _alive, adopt_or_start_feedback_server
+
+    data = tmp_path / "feedback_server"
+    port = free_port()
+    first = start_feedback_server(port=port, data_dir=data, token=TOKEN)  # "the crashed run's" server
+    first.client("r").register_run("hop", "Hopper-v5")
+    adopted = adopt_or_start_feedback_server("127.0.0.1", port, data, token=TOKEN)
+    assert adopted.proc is None and adopted.pid == first.pid  # the same process, not a second server
+    other_token = "another-token-0123456789abcdef"
+    replaced = adopt_or_start_feedback_server("127.0.0.1", port, data, token=other_token)
+    try:
+        assert replaced.pid != first.pid and not _alive(first.pid)
+        assert replaced.client("r").status().run_id == "r"  # the same data, now behind the new token
+    finally:
+        replaced.stop()
+    assert not (data / RECORD).exists()  # a stopped server leaves no record to adopt
+    (data / RECORD).write_text(f'{{"pid": {os.getpid()}, "url": "http://127.0.0.1:{port}"}}')  # a reused pid
+    fresh = adopt_or_start_feedback_server("127.0.0.1", port, data, token=TOKEN)
+    try:
+        assert fresh.proc is not None  # this test process is no feedback server: a new one was started
+    finally:
+        fresh.stop()
