@@ -192,7 +192,9 @@ class HumanTeacher:
         status = self.client.status()
         withdrawn = self.client.withdraw() if withdraw else 0
         answered = status.labelled + status.skipped
-        log.warning(
+        quiet = answered == status.total and not dropped  # loud when some queries went unanswered
+        log.log(
+            logging.INFO if quiet else logging.WARNING,
             "human feedback: %d queries asked, %d answered (%d labels, %d skipped)%s%s",
             status.total,
             answered,
