@@ -18,7 +18,7 @@ import requests
 
 from rlhf.feedback_server_process import start_feedback_server
 
-from .feedback_testutil import REPO, TOKEN
+from .feedback_testutil import REPO, TOKEN, serve
 
 SERVER = REPO / "humanFeedback" / "feedback_server.py"
 ENV = {k: v for k, v in os.environ.items() if k != "FEEDBACK_SERVER_TOKEN"}
@@ -128,10 +128,14 @@ def test_a_host_that_cannot_be_bound(tmp_path):
 
 def test_a_token_with_url_characters_survives_the_printed_link(tmp_path):
     token = "a&b=c+d/e%f#g?h-0123456789"
-    with start_feedback_server(port=0, data_dir=tmp_path / "d", token=token) as server:
-        line = next(x for x in server.log_path.read_text().splitlines() if x.startswith("Open "))
+    with serve(tmp_path / "d", "--token", token):  # a token given on the command line is printed in the link
+        line = next(x for x in (tmp_path / "d.log").read_text().splitlines() if x.startswith("Open "))
         assert parse_qs(urlsplit(line[len("Open ") :]).query)["token"] == [token]
         assert requests.get(line[len("Open ") :], timeout=5).status_code == 200  # the link itself works
+    # One from the environment is not (the trainer keeps an autostarted server's log in the shared run directory).
+    with start_feedback_server(port=0, data_dir=tmp_path / "e", token=token) as server:
+        line = next(x for x in server.log_path.read_text().splitlines() if x.startswith("Open "))
+        assert line.endswith("/?token=$FEEDBACK_SERVER_TOKEN") and token not in server.log_path.read_text()
         assert server.client("r").health()["status"] == "ok"
 
 
