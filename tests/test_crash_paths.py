@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import requests
 from conftest import REPO_ROOT
 from script_runs import argv, scalars
@@ -96,6 +97,7 @@ def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | No
         time.sleep(0.1)
 
 
+@pytest.mark.timeout(600)  # two human-mode trainer runs: ~140 s on an idle 2-core machine, 300 s+ under load
 def test_human_run_killed_with_sigkill_resumes_with_every_label_and_keeps_the_token_secret(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
