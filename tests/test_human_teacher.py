@@ -170,8 +170,14 @@ def test_a_restarted_trainer_gets_its_labels_back_and_asks_nothing_again(tmp_pat
     rb = fill(ReplayBuffer(200, 3, 2, 4), [(60, False), (60, False)])
     rng = np.random.default_rng(0)
     seg_a, seg_b = rb.sample_segments(3, 16, rng), rb.sample_segments(3, 16, rng)
+    from rlhf.envs import get_physics_state, make_env
+
+    hopper = make_env("Hopper-v5", seed=0)
+    hopper.reset(seed=0)
+    state = get_physics_state(hopper).astype(np.float32)
+    hopper.close()
     for seg in (seg_a, seg_b):  # real Hopper states, so that the clips render
-        seg.physics_states = np.zeros((3, 16, 12), np.float32)
+        seg.physics_states = np.broadcast_to(state, (3, 16, len(state))).copy()
     server = start_feedback_server(port=0, data_dir=tmp_path / "server")
     try:
         first = HumanTeacher(FeedbackClient(server.url, "run-1"), "Hopper-v5", "hop", tmp_path / "pending", 32)

@@ -1,29 +1,45 @@
 """Environment factory: Gymnasium MuJoCo v5 tasks and DM Control tasks (through shimmy) behind one interface.
 
-Every environment returned here has a flat float32 observation vector and a Box action space, and exposes its
-MuJoCo physics so that a stored state can be re-rendered later (queried segments become clips long after they
-were collected).
+Every environment returned here has a flat float32 observation vector and a finite Box action space, and exposes
+its MuJoCo physics so that a stored state can be re-rendered later (queried segments become clips long after they
+were collected, in another process or on another thread).
+
+``uv run python framework/list_envs.py`` lists the ids; docs/environments.md has each id's tested status.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-# Suite tasks are dm_control/<domain>-<task>-v0; manipulation tasks dm_control/<task>_features-v0. The *_vision
-# manipulation variants observe pixels, which this state-based framework does not learn from.
-DM_CONTROL_ID = re.compile(r"^dm_control/(?!.*_vision-v0$)[a-z_0-9-]+-v0$")
+from rlhf.config import ConfigError
+
+# An actuator without a control range is reported by dm_control (and shimmy) with bounds of ±1e10 (the lqr
+# domain's motors); a tanh policy scaled to them, or uniform random exploration in them, blows the simulation up
+# (PhysicsError mjWARN_BADQACC, issue 13). Bounds beyond UNLIMITED_ACTION are treated as "no limit" and replaced
+# by UNLIMITED_ACTION_RANGE, the [-1, 1] of every other DM Control suite actuator. Measured on lqr_2_1 / lqr_6_2
+# (1000 steps, states of norm ~1): zero actions return 504 / 486, uniform random actions in ±1 return 478 / 452,
+# in ±3 326 / 163, in ±10 -1253 / -3163, so [-1, 1] holds the controls that do well and keeps exploration sane.
+UNLIMITED_ACTION = 1e3
+UNLIMITED_ACTION_RANGE = (-1.0, 1.0)
+# dm_control's lqr tasks have an infinite time limit (dm_control/suite/lqr.py, _DEFAULT_TIME_LIMIT = inf): an
+# episode, and so an evaluation, would never end. They get the 1000 steps of the other suite tasks.
+DEFAULT_EPISODE_STEPS = 1000
+# Episode seeds are stored in the float32 physics-state arrays of the buffers, so they must be exact in float32.
+_SEED_RANGE = 2**24
+_HEADER = 2  # render state = [episode seed, true state length, mjSTATE_PHYSICS (padded with zeros)]
 
 
 def configure_headless_rendering(render_mode: str = "") -> None:
     """Choose an OpenGL backend before mujoco / dm_control are imported.
 
     With no ``MUJOCO_GL`` set and no display, MuJoCo cannot render at all; EGL renders offscreen on CPU-only
-    machines through Mesa's llvmpipe. A user's own choice (osmesa, glfw under xvfb) is always honoured, and the
-    live viewer (``render_mode == "human"``) needs glfw, so EGL is not forced then.
+    machines through Mesa's llvmpipe. A ``DISPLAY`` is not used for offscreen rendering either, so one that points
+    at no X server (issue 9, item 11) does not matter. A user's own choice (osmesa, glfw under xvfb) is always
+    honoured, and the live viewer (``render_mode == "human"``) needs glfw, so EGL is not forced then.
     """
     if "MUJOCO_GL" in os.environ:
         return
@@ -34,16 +50,47 @@ def configure_headless_rendering(render_mode: str = "") -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
-def check_render_mode(render_mode: str) -> None:
-    """The live viewer needs a display; fail before training rather than deep inside glfw."""
-    import sys
+@functools.lru_cache(maxsize=1)
+def _display_error() -> str | None:
+    """Why glfw cannot open a window here (None when it can).
 
-    if render_mode == "human" and sys.platform.startswith("linux"):
-        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise ValueError(
-                "--render-mode human needs a display and none is set (DISPLAY); run under "
-                "`xvfb-run -- ...` or leave the flag out"
-            )
+    glfw's init fails cleanly when the X server named by DISPLAY is unreachable, but MuJoCo's viewer goes on to
+    ask for the monitor's video mode and glfw aborts the process in C (``Assertion `monitor != NULL'``, exit
+    134, issue 9 item 11), so ask first."""
+    import sys
+    import warnings
+
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if sys.platform.startswith("linux") and not display:
+        return "no display is set (DISPLAY)"
+    try:
+        import glfw
+    except ImportError as e:  # pragma: no cover - glfw is a dependency of gymnasium[mujoco]
+        return f"glfw cannot be imported ({e})"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # glfw reports its error as a warning; the message below says it
+        ok = glfw.init()
+    if not ok:
+        return f"the display {display!r} cannot be opened (is an X server running there?)"
+    glfw.terminate()
+    return None
+
+
+def check_render_mode(render_mode: str) -> None:
+    """The live viewer needs a reachable display; fail before training rather than deep inside glfw."""
+    if render_mode == "human" and (why := _display_error()):
+        raise ConfigError(
+            f"--render-mode human needs a display and {why}; run under `xvfb-run -- ...` or leave the flag out"
+        )
+
+
+def _check_offscreen_backend() -> None:
+    """MUJOCO_GL=glfw renders offscreen through a hidden window, which needs a display too: say so clearly."""
+    if os.environ.get("MUJOCO_GL") == "glfw" and (why := _display_error()):
+        raise ConfigError(
+            f"MUJOCO_GL=glfw needs a display to render and {why}; unset MUJOCO_GL to render headless with EGL, "
+            "or run under `xvfb-run -- ...`"
+        )
 
 
 def _import_gym():
@@ -58,23 +105,39 @@ def _import_gym():
     return gym
 
 
-def known_env_ids() -> list[str]:
-    """All environment ids this factory accepts: Gymnasium MuJoCo v5 ids and shimmy's dm_control ids."""
+def _is_task(env_id: str, spec) -> bool:
+    """A Gymnasium MuJoCo v5 task, a DM Control suite task or a state-based manipulation task.
+
+    shimmy registers its tasks as partials of its suite / manipulation constructors that name the task; its
+    ``dm_control/compatibility-env-v0`` is the bare wrapper (it needs an ``env`` argument), not a task. The
+    ``*_vision`` manipulation variants observe pixels, which this state-based framework does not learn from."""
+    if env_id.endswith("-v5") and "gymnasium.envs.mujoco" in str(spec.entry_point):
+        return True
+    entry = spec.entry_point
+    if not (env_id.startswith("dm_control/") and isinstance(entry, functools.partial)):
+        return False
+    if {"domain_name", "task_name"} <= entry.keywords.keys():
+        return True
+    return "env_name" in entry.keywords and not entry.keywords["env_name"].endswith("_vision")
+
+
+@functools.lru_cache(maxsize=1)
+def _known_env_ids() -> tuple[str, ...]:
     configure_headless_rendering()
     gym = _import_gym()
     import shimmy
 
     gym.register_envs(shimmy)
-    ids = []
-    for env_id, spec in gym.registry.items():
-        entry = str(spec.entry_point)
-        if env_id.endswith("-v5") and "gymnasium.envs.mujoco" in entry or DM_CONTROL_ID.match(env_id):
-            ids.append(env_id)
-    return sorted(ids)
+    return tuple(sorted(env_id for env_id, spec in gym.registry.items() if _is_task(env_id, spec)))
+
+
+def known_env_ids() -> list[str]:
+    """All environment ids this factory accepts: Gymnasium MuJoCo v5 ids and shimmy's dm_control task ids."""
+    return list(_known_env_ids())
 
 
 def validate_env_id(env_id: str) -> None:
-    """Raise a ValueError naming close matches when ``env_id`` is not a supported id."""
+    """Raise a ConfigError naming close matches when ``env_id`` is not a supported id."""
     ids = known_env_ids()
     if env_id in ids:
         return
@@ -82,8 +145,9 @@ def validate_env_id(env_id: str) -> None:
 
     close = difflib.get_close_matches(env_id, ids, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(
-        f"--env-id {env_id!r} is not a Gymnasium MuJoCo v5 id or a dm_control/<domain>-<task>-v0 id.{hint}"
+    raise ConfigError(
+        f"--env-id {env_id!r} is not a Gymnasium MuJoCo v5 id or a dm_control/<domain>-<task>-v0 id "
+        f"(`python framework/list_envs.py` lists them).{hint}"
     )
 
 
@@ -97,29 +161,119 @@ class EnvInfo:
     physics_state_dim: int
 
 
+# What re-rendering a stored step needs, in one fixed-size vector per step (the buffers hold (n, dim) arrays):
+# mjSTATE_PHYSICS (qpos, qvel, actuator activations) is not enough for DM Control, whose tasks redraw part of the
+# *model* at every reset: the target of reacher, fish, swimmer and finger (model.geom_pos / site_pos), the goal
+# poses of manipulator, stacker and the manipulation tasks (model.body_pos / body_quat); and the manipulation
+# stack / reassemble tasks recompile the model at every reset with the base brick's free joint removed
+# (dm_control/manipulation/bricks.py, _add_or_remove_freejoints), so the state shrinks from 44 to 31 numbers
+# (stack_2_bricks) after the first reset, and in the random-order tasks which brick lost its joint changes from
+# episode to episode (issue 13: "could not broadcast (31,) into (44,)"). Storing those model fields with every
+# step would cost hundreds of numbers per transition (stack_3_bricks has 267 geoms), and a qpos of one fixed
+# model cannot express a brick that is welded to the table in one episode and free in the next. So every DM
+# Control reset is seeded with an episode seed drawn from the wrapper's own generator; the seed is stored with
+# each state, and a renderer resets its own copy of the task with that seed to rebuild the episode's model (0.1-
+# 0.5 s for a manipulation task, once per clip) before setting the state. The state is padded with zeros to the
+# size of the model before the first reset (every prop free: the largest) and its true length is stored, so
+# every step of every episode fits the array that env_info() sizes. Gymnasium MuJoCo never changes its model
+# (its reset noise is in qpos / qvel), so its episode seed is -1 and its resets stay as Gymnasium does them.
+@functools.lru_cache(maxsize=1)
+def _wrappers():
+    gym = _import_gym()
+
+    class EpisodeModel(gym.Wrapper):
+        """Seeds each DM Control reset from its own generator and keeps the episode's seed (see above)."""
+
+        def __init__(self, env, reseed: bool):
+            super().__init__(env)
+            self.reseed = reseed
+            self.rng = np.random.default_rng()
+            self.episode_seed = -1
+            self.state_size = _raw_state_size(env)
+            # A reset must depend on its seed only, but some tasks carry state from one reset to the next:
+            # dm_control's Reassemble shuffles its ``_initial_order`` array in place at every reset
+            # (manipulation/bricks.py, initialize_episode_mjcf), so the same seed gave another brick order in a
+            # renderer than in training (re-rendered frames off by 1 intensity level on average, measured). Every
+            # reset starts from the task's arrays as built; a shuffle of the built order is as random as one of
+            # the previous order.
+            self.task = getattr(getattr(env.unwrapped, "_env", None), "task", None) if reseed else None
+            task_attrs = vars(self.task).items() if self.task is not None else ()
+            self.task_arrays = {k: v.copy() for k, v in task_attrs if isinstance(v, np.ndarray)}
+
+        def reset(self, *, seed=None, options=None):
+            if not self.reseed:
+                return self.env.reset(seed=seed, options=options)
+            if seed is not None:
+                self.rng = np.random.default_rng(seed)
+            return self.reset_to_episode(int(self.rng.integers(_SEED_RANGE)), options)
+
+        def reset_to_episode(self, episode_seed: int, options=None):
+            """Rebuild the model (and initial state) of the episode that was reset with ``episode_seed``."""
+            self.episode_seed = int(episode_seed)
+            for name, built in self.task_arrays.items():
+                setattr(self.task, name, built.copy())
+            return self.env.reset(seed=self.episode_seed, options=options)
+
+    class FiniteActions(gym.ActionWrapper):
+        """Replaces unlimited action bounds by UNLIMITED_ACTION_RANGE and clips actions to it (see above)."""
+
+        def __init__(self, env):
+            super().__init__(env)
+            space = env.action_space
+            unlimited = ~np.isfinite(space.low) | ~np.isfinite(space.high)
+            unlimited |= (np.abs(space.low) > UNLIMITED_ACTION) | (np.abs(space.high) > UNLIMITED_ACTION)
+            low = np.where(unlimited, UNLIMITED_ACTION_RANGE[0], space.low).astype(space.dtype)
+            high = np.where(unlimited, UNLIMITED_ACTION_RANGE[1], space.high).astype(space.dtype)
+            self.action_space = gym.spaces.Box(low, high, dtype=space.dtype)
+
+        def action(self, action):
+            return np.clip(action, self.action_space.low, self.action_space.high)
+
+    return EpisodeModel, FiniteActions
+
+
+def _has_unlimited_actions(space) -> bool:
+    bounds = np.concatenate([np.ravel(space.low), np.ravel(space.high)])
+    return bool((~np.isfinite(bounds) | (np.abs(bounds) > UNLIMITED_ACTION)).any())
+
+
 def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None, width: int = 480, height: int = 480):
-    """Make one environment with flat float32 observations.
+    """Make one environment with flat float32 observations and finite action bounds.
 
     ``render_mode`` is None, "rgb_array" or "human". Observations of DM Control tasks (dicts) are flattened in a
-    fixed key order. The time limit is the task's own (1000 steps for both suites' locomotion tasks).
+    fixed key order. The time limit is the task's own (1000 steps for both suites' locomotion tasks, 250 for the
+    manipulation tasks), DEFAULT_EPISODE_STEPS where the task has none. Raises ConfigError (exit status 2) for an
+    unknown id or one that cannot be built here.
     """
     configure_headless_rendering(render_mode or "")
     gym = _import_gym()
     validate_env_id(env_id)
+    if render_mode is not None:
+        _check_offscreen_backend()
+    dm_control = env_id.startswith("dm_control/")
     kwargs: dict = {}
-    if DM_CONTROL_ID.match(env_id):
+    if dm_control:
         if render_mode is not None:
             kwargs = {"render_mode": render_mode, "render_kwargs": {"width": width, "height": height}}
     elif render_mode == "human":
         kwargs = {"render_mode": "human"}
     elif render_mode is not None:
         kwargs = {"render_mode": render_mode, "width": width, "height": height}
-    env = gym.make(env_id, **kwargs)
+    try:
+        env = gym.make(env_id, **kwargs)
+    except Exception as e:  # a listed id that does not build on this machine: one line, not a traceback
+        raise ConfigError(f"--env-id {env_id!r} cannot be built: {type(e).__name__}: {e}") from e
+    episode_model, finite_actions = _wrappers()
+    env = episode_model(env, reseed=dm_control)
     if isinstance(env.observation_space, gym.spaces.Dict):
         env = gym.wrappers.FlattenObservation(env)
     env = gym.wrappers.TransformObservation(
         env, lambda o: np.asarray(o, dtype=np.float32), _float32_box(env.observation_space)
     )
+    if _has_unlimited_actions(env.action_space):
+        env = finite_actions(env)
+    if _task_step_limit(env) is None:
+        env = gym.wrappers.TimeLimit(env, DEFAULT_EPISODE_STEPS)
     if seed is not None:
         env.action_space.seed(seed)
     return env
@@ -131,39 +285,88 @@ def _float32_box(space):
     return Box(low=-np.inf, high=np.inf, shape=(int(np.prod(space.shape)),), dtype=np.float32)
 
 
-def max_episode_steps(env) -> int:
-    """The task's time limit; DM Control tasks report it through shimmy's wrapper (default 1000)."""
+def _task_step_limit(env) -> int | None:
+    """The task's own episode length in steps, None when it has none (a finite limit ends episodes itself)."""
     if env.spec is not None and env.spec.max_episode_steps:
         return int(env.spec.max_episode_steps)
-    limit = getattr(env.unwrapped, "_env", None)
-    time_limit = getattr(limit, "_step_limit", None)
-    return int(time_limit) if time_limit and np.isfinite(time_limit) else 1000
+    dm_env = getattr(env.unwrapped, "_env", None)
+    step_limit = getattr(dm_env, "_step_limit", None)  # dm_control.rl.control.Environment (the suite)
+    if step_limit is not None:
+        return int(step_limit) if np.isfinite(step_limit) else None
+    time_limit = getattr(dm_env, "_time_limit", None)  # dm_control.composer.Environment (manipulation)
+    if time_limit is not None and np.isfinite(time_limit):
+        return int(round(time_limit / dm_env.task.control_timestep))
+    return None
+
+
+def max_episode_steps(env) -> int:
+    """The episode length of ``env``: its time limit (the task's own or DEFAULT_EPISODE_STEPS)."""
+    return _task_step_limit(env) or DEFAULT_EPISODE_STEPS
 
 
 def mujoco_handles(env):
-    """(MjModel, MjData) of the environment, whichever suite it comes from."""
+    """(MjModel, MjData) of the environment, whichever suite it comes from (a composer reset makes new ones)."""
     raw = env.unwrapped
     if hasattr(raw, "physics"):  # shimmy's DmControlCompatibilityV0
         return raw.physics.model.ptr, raw.physics.data.ptr
     return raw.model, raw.data
 
 
+def _raw_state_size(env) -> int:
+    import mujoco
+
+    model, _ = mujoco_handles(env)
+    return int(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_PHYSICS))
+
+
+def _episode_model(env):
+    """The EpisodeModel wrapper of an env made by make_env (None for any other env)."""
+    cls = _wrappers()[0]
+    while env is not None:
+        if isinstance(env, cls):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
 def get_physics_state(env) -> np.ndarray:
-    """Everything MuJoCo needs to reproduce the current frame (qpos, qvel, actuator activations, ...)."""
+    """What re-rendering the current frame needs (see above): [episode seed, n, mjSTATE_PHYSICS (n), zero padding].
+
+    mjSTATE_PHYSICS is qpos, qvel, actuator activations and, where the model has them, history buffers."""
     import mujoco
 
     model, data = mujoco_handles(env)
-    state = np.empty(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_PHYSICS), dtype=np.float64)
-    mujoco.mj_getState(model, data, state, mujoco.mjtState.mjSTATE_PHYSICS)
+    wrapper = _episode_model(env)
+    n = _raw_state_size(env)
+    size = wrapper.state_size if wrapper is not None else n
+    if n > size:
+        raise ValueError(
+            f"{env.spec.id if env.spec else env}: physics state of {n} numbers, more than the {size} sized"
+        )
+    state = np.zeros(_HEADER + size, dtype=np.float64)
+    state[0] = wrapper.episode_seed if wrapper is not None else -1
+    state[1] = n
+    mujoco.mj_getState(model, data, state[_HEADER : _HEADER + n], mujoco.mjtState.mjSTATE_PHYSICS)
     return state
 
 
 def set_physics_state(env, state: np.ndarray) -> None:
-    """Restore a state captured by :func:`get_physics_state` and recompute derived quantities for rendering."""
+    """Restore a state captured by :func:`get_physics_state` (rebuilding its episode's model first where the task
+    changes the model at reset) and recompute derived quantities for rendering."""
     import mujoco
 
+    state = np.asarray(state, dtype=np.float64)
+    episode_seed, n = int(state[0]), int(state[1])
+    wrapper = _episode_model(env)
+    if episode_seed >= 0 and wrapper is not None and wrapper.episode_seed != episode_seed:
+        wrapper.reset_to_episode(episode_seed)
     model, data = mujoco_handles(env)
-    mujoco.mj_setState(model, data, np.asarray(state, dtype=np.float64), mujoco.mjtState.mjSTATE_PHYSICS)
+    if n != _raw_state_size(env) or len(state) < _HEADER + n:
+        raise ValueError(
+            f"a stored physics state of {n} numbers does not fit this environment's model "
+            f"({_raw_state_size(env)}); was it stored for another environment?"
+        )
+    mujoco.mj_setState(model, data, state[_HEADER : _HEADER + n], mujoco.mjtState.mjSTATE_PHYSICS)
     mujoco.mj_forward(model, data)
 
 
@@ -199,6 +402,9 @@ def env_rng_state(env) -> dict:
     task = getattr(getattr(env.unwrapped, "_env", None), "task", None)
     if task is not None and hasattr(task, "random"):  # dm_control draws its initial states from the task's RNG
         state["dm_control_task"] = task.random.get_state()
+    wrapper = _episode_model(env)
+    if wrapper is not None and wrapper.reseed:  # the episode seeds of the next resets
+        state["episode_seeds"] = _generator_state(wrapper.rng)
     return state
 
 
@@ -207,3 +413,6 @@ def restore_env_rng_state(env, state: dict) -> None:
     _set_generator_state(env.action_space.np_random, state["action_space"])
     if "dm_control_task" in state:
         env.unwrapped._env.task.random.set_state(tuple(state["dm_control_task"]))
+    wrapper = _episode_model(env)
+    if "episode_seeds" in state and wrapper is not None:
+        _set_generator_state(wrapper.rng, state["episode_seeds"])

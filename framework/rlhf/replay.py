@@ -44,6 +44,9 @@ class ReplayBuffer:
         self.truncated = np.zeros(capacity, bool)
         self.episode_id = np.zeros(capacity, np.int64)
         self.episode_step = np.zeros(capacity, np.int64)
+        # rlhf.envs.get_physics_state of the step's observation: the episode seed, the state's true length and the
+        # state padded to a width that fits every episode of the task (the manipulation tasks' models shrink at
+        # reset, issue 13). float32 is enough: re-rendered frames were pixel-identical to the live ones (env_check).
         self.physics_states = np.zeros((capacity, state_dim), np.float32)
         self.pos = 0  # next write index
         self.size = 0  # filled transitions

@@ -92,6 +92,11 @@ class SegmentRenderer:
         if light:
             use_clip_visuals(self.env)
         self.env.reset(seed=0)
+        # Gymnasium's MuJoCo renderer aims its free camera (Ant, HalfCheetah, Swimmer, the pendulums, Pusher,
+        # Reacher) at the median geom position of the state it first renders
+        # (gymnasium/envs/mujoco/mujoco_rendering.py, OffScreenViewer._init_camera): render the reset state once so
+        # that every clip is framed alike, not around wherever the first queried segment happened to be.
+        self.env.render()
         self.fps = clip_fps(self.env)
 
     def frames(self, physics_states: np.ndarray, mask: np.ndarray) -> np.ndarray:
