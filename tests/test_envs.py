@@ -92,8 +92,9 @@ def test_an_id_builds_steps_resets_and_re_renders(env_id):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_every_listed_id_builds_steps_resets_and_re_renders_and_the_docs_table_is_current():
-    """Slow tier (about 5 minutes on 2 cores). CLEANRLHF_UPDATE_ENV_TABLE=1 rewrites docs/environments.md."""
+    """Slow tier (5-6 minutes on 2 cores). CLEANRLHF_UPDATE_ENV_TABLE=1 rewrites docs/environments.md."""
     from conftest import REPO_ROOT
 
     from rlhf.env_check import check_env, status_table
