@@ -141,7 +141,7 @@ def test_a_manipulation_state_fits_one_array_across_resets_and_re_renders_its_ow
         fixed.append(int(state[1]))
     env.close()
     assert max(fixed) < info.physics_state_dim - 2  # the model shrank at reset: the state is padded
-    renderer = SegmentRenderer(env_id, 48, 48)
+    renderer = SegmentRenderer(env_id, 48, 48, light=False)  # the live env's visual settings
     try:
         for episode in (2, 0, 1):
             frame = renderer.frames(rb.physics_states[episode][None], np.ones(1, bool))[0]

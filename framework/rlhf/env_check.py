@@ -101,7 +101,7 @@ def check_env(env_id: str, size: int = 48, steps: int = 20) -> EnvStatus:
                 stored.append(get_physics_state(env).astype(np.float32))
                 live.append(_live_frame(env))
         env.close()
-        renderer = SegmentRenderer(env_id, size, size)
+        renderer = SegmentRenderer(env_id, size, size, light=False)  # the suite's visuals, as live
         try:
             for episode in (1, 0):  # the newest first, then back to an older episode's model
                 frame = renderer.frames(stored[episode][None], np.ones(1, bool))[0]

@@ -89,14 +89,14 @@ class SegmentRenderer:
         from rlhf.envs import make_env
 
         self.env = make_env(env_id, seed=0, render_mode="rgb_array", width=width, height=height)
-        if light:
-            use_clip_visuals(self.env)
+        self.light = light
         self.env.reset(seed=0)
+        self._visuals()
         # Gymnasium's MuJoCo renderer aims its free camera (Ant, HalfCheetah, Swimmer, the pendulums, Pusher,
         # Reacher) at the median geom position of the state it first renders
         # (gymnasium/envs/mujoco/mujoco_rendering.py, OffScreenViewer._init_camera): render the reset state once so
         # that every clip is framed alike, not around wherever the first queried segment happened to be.
-        self.env.render()
+        self._render()
         self.fps = clip_fps(self.env)
 
     def frames(self, physics_states: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -107,9 +107,26 @@ class SegmentRenderer:
         rendered = []
         for state in physics_states[:valid]:
             set_physics_state(self.env, state)
-            rendered.append(self.env.render().copy())
+            self._visuals()
+            rendered.append(self._render().copy())
         rendered += [rendered[-1]] * (len(physics_states) - valid)
         return np.stack(rendered)
+
+    def _render(self) -> np.ndarray:
+        # Gymnasium makes its offscreen GL context current only when one env holds several viewers
+        # (gymnasium/envs/mujoco/mujoco_rendering.py, MujocoRenderer._get_viewer), so with two renderers in one
+        # thread the second one's context stayed current and the first drew blank frames (measured).
+        viewer = getattr(getattr(self.env.unwrapped, "mujoco_renderer", None), "viewer", None)
+        if viewer is not None:
+            viewer.make_context_current()
+        return self.env.render()
+
+    def _visuals(self) -> None:
+        # After the reset, and after every state set: a DM Control manipulation task recompiles its model when
+        # set_physics_state rebuilds another episode's model, and a new model (and GL context) has the suite's
+        # settings again. On a model whose context exists already this changes nothing.
+        if self.light:
+            use_clip_visuals(self.env)
 
     def clip(self, physics_states: np.ndarray, mask: np.ndarray, fmt: VideoFormat = "webm") -> bytes:
         return encode_video(self.frames(physics_states, mask), self.fps, fmt)
