@@ -93,9 +93,12 @@ def test_labels_keep_their_data_after_the_rollout_buffer_is_overwritten(tmp_path
     np.testing.assert_array_equal(prefs["b_actions"], np.concatenate([b.actions for _, b, _ in seen]))
     np.testing.assert_array_equal(prefs["labels"], np.concatenate([y for _, _, y in seen]))
     # InvertedPendulum's observation is its MuJoCo state (qpos, qvel): the render state matches the observation
+    # (after rlhf.envs' header: episode seed -1, as Gymnasium's model never changes, and the state's length 4)
     for side in ("a", "b"):
         valid = prefs[f"{side}_mask"]
-        np.testing.assert_allclose(prefs[f"{side}_physics_states"][valid], prefs[f"{side}_obs"][valid], atol=1e-5)
+        states = prefs[f"{side}_physics_states"][valid]
+        np.testing.assert_array_equal(states[:, :2], np.broadcast_to([-1.0, 4.0], (len(states), 2)))
+        np.testing.assert_allclose(states[:, 2:], prefs[f"{side}_obs"][valid], atol=1e-5)
     # oracle labels agree with the stored true rewards
     ret_a = (prefs["a_true_rewards"] * prefs["a_mask"]).sum(1)
     ret_b = (prefs["b_true_rewards"] * prefs["b_mask"]).sum(1)
