@@ -1,0 +1,116 @@
+"""slurm/: the array template on a real SLURM cluster (a single node started by slurm/cluster_up.sh, as .ci/run
+does): a 2 x 2 grid of env ids x seeds runs to completion, and a task stopped with SIGTERM saves a checkpoint,
+requeues itself and, started again, continues the same run with --resume to the same final step."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from rlhf.checkpoint import load_state
+from rlhf.runs import read_scalars
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("sbatch") is None,
+        reason="no sbatch on this machine: these tests need SLURM; .ci/run starts a one-node cluster "
+        "(sudo slurm/cluster_up.sh) and runs them with `uv run pytest -m slow tests/test_slurm.py`",
+    ),
+    pytest.mark.slow,
+    pytest.mark.xdist_group("slurm"),  # one at a time: they share the cluster's two CPUs
+]
+TINY_SAC = ["--total-timesteps", "300", "--learning-starts", "100", "--batch-size", "16",
+            "--actor-and-q-net-hidden-dim", "16", "--buffer-size", "1000", "--evaluation-frequency", "150",
+            "--evaluation-episodes", "1", "--log-frequency", "50"]  # fmt: skip
+TINY_PEBBLE = ["--total-timesteps", "4000", "--total-explore-steps", "300", "--explore-learning-starts", "100",
+               "--learning-starts", "300", "--teacher-feedback-total-queries", "10",
+               "--teacher-feedback-num-queries-per-session", "5", "--trajectory-length", "16", "--batch-size", "32",
+               "--explore-batch-size", "32", "--actor-and-q-net-hidden-dim", "32", "--reward-net-hidden-dim", "32",
+               "--teacher-update-epochs", "5", "--evaluation-frequency", "500", "--evaluation-episodes", "1",
+               "--log-frequency", "100", "--buffer-size", "5000"]  # fmt: skip
+
+
+def sh(*cmd: str, **kw) -> str:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
+    assert out.returncode == 0, f"{cmd}: {out.stdout}{out.stderr}"
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    if subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0:
+        pytest.fail("sbatch is installed but no slurmctld answers: start one with `sudo slurm/cluster_up.sh`")
+
+
+def submit(tmp_path: Path, env_ids: str, seeds: str, script: str, flags: list[str], **env) -> str:
+    environ = {**os.environ, "SBATCH_EXTRA": f"--cpus-per-task=1 --mem=1G --output={tmp_path}/%x_%A_%a.out "
+               f"--job-name=test-{tmp_path.name[:20]}", **env}  # fmt: skip
+    return sh(str(REPO / "slurm" / "submit.sh"), "array", "--env-ids", env_ids, "--seeds", seeds, "--script", script,
+              "--runs-dir", str(tmp_path / "runs"), "--", *flags, cwd=REPO, env=environ)  # fmt: skip
+
+
+def states(job: str) -> dict[str, str]:
+    out = sh("squeue", "-h", "-t", "all", "-j", job, "-o", "%i %T")
+    return dict(line.split() for line in out.splitlines())
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_array_template_runs_a_grid_of_env_ids_by_seeds(tmp_path):
+    t0 = time.time()
+    job = submit(tmp_path, "InvertedPendulum-v5 Reacher-v5", "1 2", "framework/sac.py", TINY_SAC)
+    wait_for(lambda: not sh("squeue", "-h", "-j", job), 900, f"array job {job}")
+    print(f"2 x 2 grid finished in {time.time() - t0:.0f} s")
+    assert states(job) == {f"{job}_{i}": "COMPLETED" for i in range(4)}
+    for env_id in ("InvertedPendulum-v5", "Reacher-v5"):
+        for seed in (1, 2):
+            (run_dir,) = (tmp_path / "runs" / env_id / f"seed_{seed}").iterdir()
+            args = json.loads((run_dir / "args.json").read_text())
+            assert (args["env_id"], args["seed"], args["total_timesteps"]) == (env_id, seed, 300)
+            assert [s.step for s in read_scalars(run_dir)["eval/mean_return"]] == [150, 300]
+    logs = sorted(tmp_path.glob("*.out"))
+    assert len(logs) == 4 and all("finished with status 0" in p.read_text() for p in logs)
+
+
+def test_sigterm_checkpoints_requeues_and_resumes_to_the_same_final_step(tmp_path):
+    t0 = time.time()
+    job = submit(tmp_path, "InvertedPendulum-v5", "3", "framework/sac_rlhf.py", TINY_PEBBLE,
+                 CLEANRLHF_CHECKPOINT_FREQUENCY="100000")  # fmt: skip
+    task = f"{job}_0"
+    task_dir = tmp_path / "runs" / "InvertedPendulum-v5" / "seed_3"
+    # mid-run: exploration (the first 300 of 4000 steps) is over and saved
+    wait_for(lambda: any(task_dir.glob("*/exploration/agent")), 600, "the end of exploration")
+    sh("scancel", "--signal=TERM", "--batch", task)  # what --signal=B:TERM@120 does before a time limit
+    wait_for(lambda: states(job).get(task) == "PENDING", 120, "the requeue")
+    t_requeue = time.time()
+    sh("scontrol", "update", f"jobid={task}", "StartTime=now")  # skip the cred_expire hold (about 20 s)
+    wait_for(lambda: not sh("squeue", "-h", "-j", job), 900, "the requeued task")
+    print(f"signal-requeue-resume finished in {time.time() - t0:.0f} s ({time.time() - t_requeue:.0f} s after requeue)")
+    assert states(job) == {task: "COMPLETED"}
+    (log,) = tmp_path.glob("*.out")
+    text = log.read_text()
+    assert "restart 0" in text and "restart 1" in text
+    assert "SIGTERM at" in text and "training process exited with status 130 after saving its checkpoint" in text
+    assert f"requeued {job}" in text or "requeued " in text
+    (run_dir,) = task_dir.iterdir()  # one run, continued
+    assert f"--resume {run_dir}" in text
+    resumed = [int(m) for m in re.findall(r"resuming \S+ at step (\d+)", text)]
+    assert len(resumed) == 1 and 300 <= resumed[0] < 4000
+    assert load_state(run_dir / "checkpoints" / "final")["step"] == 4000
+    assert read_scalars(run_dir)["eval/mean_return"][-1].step == 4000
+    assert "finished with status 0" in text.rsplit("restart 1", 1)[1]
