@@ -89,12 +89,11 @@ def test_array_template_runs_a_grid_of_env_ids_by_seeds(tmp_path):
 
 def test_sigterm_checkpoints_requeues_and_resumes_to_the_same_final_step(tmp_path):
     t0 = time.time()
-    job = submit(tmp_path, "InvertedPendulum-v5", "3", "framework/sac_rlhf.py", TINY_PEBBLE,
-                 CLEANRLHF_CHECKPOINT_FREQUENCY="100000")  # fmt: skip
+    job = submit(tmp_path, "InvertedPendulum-v5", "3", "framework/sac_rlhf.py", TINY_PEBBLE)
     task = f"{job}_0"
     task_dir = tmp_path / "runs" / "InvertedPendulum-v5" / "seed_3"
     # mid-run: exploration (the first 300 of 4000 steps) is over and saved
-    wait_for(lambda: any(task_dir.glob("*/exploration/agent")), 600, "the end of exploration")
+    wait_for(lambda: any(task_dir.glob("*/exploration/agent.json")), 600, "the end of exploration")
     sh("scancel", "--signal=TERM", "--batch", task)  # what --signal=B:TERM@120 does before a time limit
     wait_for(lambda: states(job).get(task) == "PENDING", 120, "the requeue")
     t_requeue = time.time()
