@@ -4,7 +4,8 @@
 #   slurm/submit.sh array --env-ids "Hopper-v5 Walker2d-v5" --seeds "1 2 3" [--parallel 4] \
 #       [--script framework/sac_rlhf.py] [--runs-dir DIR] [--checkpoint-frequency 25000] [-- SCRIPT FLAGS]
 #   slurm/submit.sh sweep --workers 4 --config sweep_config/Hopper-v5.yaml [--study NAME] [--count 5] \
-#       [--max-trials 40] [--storage sweeps/optuna.log] [--backend optuna|wandb] [-- FLAGS FOR EVERY RUN]
+#       [--max-trials 40] [--storage sweeps/optuna.log] [--runs-dir DIR] [--algorithm sac-rlhf] [--seeds "1 2"] \
+#       [--backend optuna|wandb] [-- FLAGS FOR EVERY RUN]
 #
 # Cluster options (partition, account, time limit, GPUs) come from sbatch's own environment variables, e.g.
 #   SBATCH_PARTITION=gpu SBATCH_TIMELIMIT=12:00:00 SBATCH_GPUS=1 slurm/submit.sh array ...
@@ -52,6 +53,7 @@ case "$kind" in
         --count) args+=(--sweep-count "$2"); shift 2 ;;
         --max-trials) args+=(--max-trials "$2"); shift 2 ;;
         --storage) args+=(--storage "$2"); shift 2 ;;
+        --runs-dir) args+=(--runs-dir "$2"); shift 2 ;;
         --backend) args+=(--backend "$2"); shift 2 ;;
         --algorithm) args+=(--algorithm "$2"); shift 2 ;;
         --seeds) read -r -a sd <<< "$2"; args+=(--seeds "${sd[@]}"); shift 2 ;;

@@ -62,6 +62,7 @@ def test_script_says_where_its_values_come_from(script):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_script_runs_a_few_steps(script, tmp_path):
     out = subprocess.run(["bash", str(script), *BUDGET, "--runs-dir", str(tmp_path)], capture_output=True, text=True,

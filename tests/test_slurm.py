@@ -25,6 +25,7 @@ pytestmark = [
         "(sudo slurm/cluster_up.sh) and runs them with `uv run pytest -m slow tests/test_slurm.py`",
     ),
     pytest.mark.slow,
+    pytest.mark.timeout(1500),  # jobs queue behind each other on the two CPUs
     pytest.mark.xdist_group("slurm"),  # one at a time: they share the cluster's two CPUs
 ]
 TINY_SAC = ["--total-timesteps", "300", "--learning-starts", "100", "--batch-size", "16",
@@ -113,3 +114,27 @@ def test_sigterm_checkpoints_requeues_and_resumes_to_the_same_final_step(tmp_pat
     assert load_state(run_dir / "checkpoints" / "final")["step"] == 4000
     assert read_scalars(run_dir)["eval/mean_return"][-1].step == 4000
     assert "finished with status 0" in text.rsplit("restart 1", 1)[1]
+
+
+def test_sweep_workers_join_one_study(tmp_path):
+    import optuna
+    import sweep
+    import yaml
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "slurm-sweep", "method": "random", "metric": {"name": "eval/mean_return", "goal": "maximize"},
+        "parameters": {"policy_lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.001}},
+    }))  # fmt: skip
+    storage = tmp_path / "study.log"
+    environ = {**os.environ, "SBATCH_EXTRA": f"--cpus-per-task=1 --mem=1G --output={tmp_path}/%x_%A_%a.out"}
+    t0 = time.time()
+    job = sh(str(REPO / "slurm" / "submit.sh"), "sweep", "--workers", "2", "--config", str(config), "--count", "1",
+             "--storage", str(storage), "--runs-dir", str(tmp_path / "runs"), "--algorithm", "sac", "--seeds", "1 2",
+             "--", "--env-id", "InvertedPendulum-v5", *TINY_SAC, cwd=REPO, env=environ)  # fmt: skip
+    wait_for(lambda: not sh("squeue", "-h", "-j", job), 900, f"sweep job {job}")
+    print(f"2 sweep workers finished in {time.time() - t0:.0f} s")
+    assert states(job) == {f"{job}_0": "COMPLETED", f"{job}_1": "COMPLETED"}
+    study = optuna.load_study(study_name="slurm-sweep", storage=sweep.make_storage(str(storage)))
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert study.trials[0].params != study.trials[1].params  # each worker has its own sampler seed

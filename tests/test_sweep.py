@@ -215,6 +215,7 @@ def test_threads_per_worker_fit_the_cores():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_trial_runs_every_seed_and_scores_the_logged_metric(tmp_path):
     """Two seeds of sac.py in parallel: the intermediate values are the per-step means over the seeds of what the
     runs logged under the YAML's metric, and the trial's value is the mean of their final values."""
@@ -236,6 +237,7 @@ def test_trial_runs_every_seed_and_scores_the_logged_metric(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_wandb_trial_function_logs_the_objective_offline(tmp_path, monkeypatch):
     """The W&B backend up to the network boundary: the sweep config W&B would receive, and the agent's trial
     function run with a config in offline mode, logging the objective under the configured name."""
@@ -264,6 +266,7 @@ def test_wandb_trial_function_logs_the_objective_offline(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 2 minutes on idle cores; many more on a loaded machine
 def test_optuna_study_two_workers_continues_and_best_writes_a_script_that_runs(tmp_path):
     config = write(tmp_path, {**SAC_SWEEP, "name": "tiny-sac"})
     storage, runs, scripts = tmp_path / "optuna.log", tmp_path / "runs", tmp_path / "scripts"
@@ -306,6 +309,7 @@ def test_optuna_study_two_workers_continues_and_best_writes_a_script_that_runs(t
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_trial_worse_than_the_median_is_pruned_and_its_runs_stopped(tmp_path):
     """A finished trial with an unreachable return at every evaluation step makes MedianPruner prune the next
     trial at its first reported evaluation; its runs are stopped (SIGTERM) before their last step."""
@@ -326,3 +330,29 @@ def test_a_trial_worse_than_the_median_is_pruned_and_its_runs_stopped(tmp_path):
     for seed in (1, 2):
         (run_dir,) = (tmp_path / "trial_0001" / f"seed_{seed}").iterdir()
         assert read_scalars(run_dir)["eval/mean_return"][-1].step < 3000
+
+
+@pytest.mark.parametrize("storage_name", ["study.log", "study.db"])
+def test_storage_is_readable_by_optuna_dashboard(tmp_path, storage_name):
+    """The study files sweep.py writes (journal file or SQLite) open in optuna-dashboard (its WSGI app, called
+    directly: GET /api/studies)."""
+    import io
+
+    from optuna_dashboard import wsgi
+
+    spec = sweep.load_spec(write(tmp_path, SAC_SWEEP), "sac", TINY_SAC)
+    args = sweep.Args(config_filename="x", algorithm="sac", storage=str(tmp_path / storage_name))
+    study = sweep.open_study(spec, args, "dash")
+    trial = study.ask()
+    sweep.suggest(trial, spec.params)
+    trial.report(12.5, 100)
+    study.tell(trial, 20.0)
+    app = wsgi(sweep.make_storage(str(tmp_path / storage_name)))
+    status: list[str] = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/studies", "QUERY_STRING": "", "SERVER_NAME": "localhost",
+               "SERVER_PORT": "80", "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http"}  # fmt: skip
+    body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+    assert status[0].startswith("200")
+    (summary,) = json.loads(body)["study_summaries"]
+    assert summary["study_name"] == "dash" and summary["directions"] == ["maximize"]
+    assert sorted(u["key"] for u in summary["user_attrs"]) == sorted(sweep.study_attrs(spec, args.seeds))
