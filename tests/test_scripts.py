@@ -20,7 +20,7 @@ MUJOCO = ["Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "Invert
 DMC = ["walker_walk", "cheetah_run", "quadruped_walk"]
 BUDGET = ["--total-timesteps", "120", "--total-explore-steps", "40", "--explore-learning-starts", "20",
           "--learning-starts", "40", "--teacher-feedback-total-queries", "4",
-          "--teacher-feedback-num-queries-per-session", "2", "--trajectory-length", "8", "--batch-size", "8",
+          "--teacher-feedback-num-queries-per-session", "2", "--trajectory-length", "16", "--batch-size", "8",
           "--explore-batch-size", "8", "--actor-and-q-net-hidden-dim", "8", "--reward-net-hidden-dim", "8",
           "--teacher-update-epochs", "2", "--evaluation-frequency", "120", "--evaluation-episodes", "1",
           "--log-frequency", "40", "--buffer-size", "500", "--no-progress-bar", "--log-level", "WARNING"]  # fmt: skip

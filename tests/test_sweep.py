@@ -286,7 +286,7 @@ def test_optuna_study_two_workers_continues_and_best_writes_a_script_that_runs(t
         finals = [read_scalars(Path(d))["eval/mean_return"][-1].value for d in t.user_attrs["run_dirs"].values()]
         assert t.value == pytest.approx(statistics.fmean(finals))
         assert sorted(t.intermediate_values) == [100, 200]
-    call("--sweep-count", "1")  # the second call continues the same study
+    call("--sweep-count", "1", "--pruner", "none")  # the second call continues the same study (run to the end)
     study = optuna.load_study(study_name="tiny-sac", storage=sweep.make_storage(str(storage)))
     assert len(study.trials) == 3 and study.trials[2].state.name == "COMPLETE"
 
