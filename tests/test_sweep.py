@@ -300,8 +300,15 @@ def test_optuna_study_two_workers_continues_and_best_writes_a_script_that_runs(t
     assert "local Optuna study of ours, study 'tiny-sac'" in text and "held-out seeds [7, 8]" in text
     for name, value in study.best_params.items():
         assert f"--{name.replace('_', '-')} {value}" in text
-    run = subprocess.run(["bash", str(script), "--runs-dir", str(tmp_path / "best"), "--no-progress-bar",
-                          "--total-timesteps", "150"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    # the script runs from its place in the repository's scripts/ (it changes to the directory above its own);
+    # a name that no `scripts/*.sh` glob matches, removed afterwards
+    placed = REPO / "scripts" / f".test_{tmp_path.name}.sh.tmp"
+    placed.write_text(text)
+    try:
+        run = subprocess.run(["bash", str(placed), "--runs-dir", str(tmp_path / "best"), "--no-progress-bar",
+                              "--total-timesteps", "150"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    finally:
+        placed.unlink()
     assert run.returncode == 0, run.stderr
     (run_dir,) = (tmp_path / "best").iterdir()
     assert json.loads((run_dir / "args.json").read_text())["policy_lr"] == study.best_params["policy_lr"]
