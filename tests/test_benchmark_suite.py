@@ -75,6 +75,7 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # about a minute of CPU: two tiny runs, stopped and continued in subprocesses
 @pytest.mark.timeout(600)
 def test_runner_stopped_and_restarted_skips_done_cells_and_resumes_the_interrupted_one(tmp_path):
     steps = 1500
