@@ -424,6 +424,12 @@ def run_tier(tier: Tier, results: Path, workers: int, threads: int, publish: boo
                 cell = r.cell
                 history = record_attempt(tier_dir, r, code)
                 runs = run_dirs(tier_dir / "runs" / cell.name)
+                if code == 2 and r.resumed:
+                    # the checkpoint was refused (e.g. written by an older version with another state layout)
+                    tqdm.write(f"{cell.name}: its checkpoint could not be resumed; starting the cell again")
+                    shutil.rmtree(tier_dir / "runs" / cell.name, ignore_errors=True)
+                    todo.insert(0, cell)
+                    continue
                 if code != 0 or len(runs) != 1:
                     failed.append(cell.name)
                     tqdm.write(f"{cell.name}: exit {code}; see {tier_dir / 'runs' / (cell.name + '.log')}")
