@@ -446,7 +446,7 @@ def run_tier(tier: Tier, results: Path, workers: int, threads: int, publish: boo
                 bar.update(1)
             rate = steps_done / max(time.time() - t0, 1e-9)
             eta = steps_left / rate if rate > 0 else float("nan")
-            bar.set_postfix_str(f"running {len(running)}, left {len(todo)}, ETA {format_eta(eta)}")
+            bar.set_postfix_str(f"running {len(running)}, left {len(todo)}, ETA {format_eta(eta)}", refresh=False)
     finally:
         for r in running:  # each saves a checkpoint on SIGTERM; the next call continues it
             r.proc.send_signal(signal.SIGTERM)
