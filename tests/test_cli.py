@@ -49,7 +49,7 @@ BAD_INPUT = [
     (["--teacher-feedback-num-queries-per-session", "50", "--teacher-feedback-total-queries", "20"], "exceeds"),
     (["--teacher-feedback-total-queries", "-5"], "must be >= 0"),
     (["--total-timesteps", "-1"], "must be positive"),
-    (["--total-explore-steps", "2000", "--total-timesteps", "1000"], "leaves no steps"),
+    (["--total-explore-steps", "2000", "--total-timesteps", "1000", "--learning-starts", "500"], "leaves no steps"),
     (["--capture-video", "--render-mode", "human"], "cannot be used together"),
     (["--pref-buffer-size-sessions", "some"], "'all' or a positive integer"),
     (["--feedback-server-url", "ftp://x", "--teacher-feedback-mode", "human"], "must look like http://host:port"),
@@ -75,3 +75,29 @@ def test_bad_input_from_the_command_line(tmp_path):
     assert out.returncode == 2 and "longer than Hopper-v5's episodes" in out.stderr and "Traceback" not in out.stderr
     out = run(["framework/sac_rlhf.py", "--preference-sampling", "random"], cwd=REPO_ROOT, timeout=120)
     assert out.returncode == 2 and "invalid choice" in out.stderr + out.stdout
+
+
+SCRIPTS = ("sac", "sac_rlhf", "ppo", "pref_ppo")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_flag_of_every_script_has_help(name):
+    """Every flag of Args(), not a sample: the attribute docstring tyro shows with -h is there and says something."""
+    import dataclasses
+    import importlib
+
+    from tyro._docstrings import get_field_docstring
+
+    args_type = importlib.import_module(name).Args
+    args = args_type()  # builds with the defaults alone
+    hidden = {"explore_batch_size", "explore_learning_starts"} if name == "pref_ppo" else set()  # Suppress[...]
+    missing = []
+    for field in dataclasses.fields(args):
+        if field.name in hidden:
+            continue
+        owner = next(c for c in args_type.__mro__ if field.name in getattr(c, "__annotations__", {}))
+        text = get_field_docstring(owner, field.name, ())
+        if not text or len(text.split()) < 2:
+            missing.append(field.name)
+    assert not missing, f"{name}.py flags without help: {missing}"
+    assert len(dataclasses.fields(args)) > (20 if name in ("sac", "ppo") else 60)

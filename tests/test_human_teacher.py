@@ -75,7 +75,7 @@ def label_everything(url: str, given: dict, stop: threading.Event, undo_once: bo
 
 
 def check_trainer_got_exactly(run_dir: Path, given: dict) -> None:
-    prefs = load_state(run_dir / "checkpoints" / "final")["preferences"]
+    prefs = load_state(run_dir / "checkpoints" / "final")["feedback"]["preferences"]
     expected = [given[q] for q in sorted(given) if given[q] is not None]
     np.testing.assert_array_equal(prefs["labels"], np.array(expected, np.float32))
     assert len(given) == 8

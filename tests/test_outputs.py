@@ -36,7 +36,7 @@ def test_capture_video_and_offline_wandb(tmp_path):
     assert frames.ndim == 4 and frames.shape[0] >= 2 and frames.shape[-1] == 3 and frames.max() > 0
 
     index = [json.loads(line) for line in (run_dir / "videos" / "queries" / "index.jsonl").read_text().splitlines()]
-    prefs = load_state(run_dir / "checkpoints" / "final")["preferences"]
+    prefs = load_state(run_dir / "checkpoints" / "final")["feedback"]["preferences"]
     given = [row["label"] for row in index if row["label"] is not None]
     np.testing.assert_array_equal(given, prefs["labels"])  # the index shows the labels the model learned from
     assert index[0]["clip_a"].endswith(".mp4")

@@ -15,7 +15,7 @@ from script_runs import argv, run_in_process, scalars
 from test_pref_ppo_labels import TINY_PREF_PPO
 
 from rlhf.checkpoint import load_state
-from rlhf.surf import rune_reward
+from rlhf.rune import Rune
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_PPO = {
@@ -42,11 +42,12 @@ def test_ppo_run_logs_evaluates_and_saves_the_normalisation_statistics(tmp_path)
         "charts/learning_rate",
         "losses/value_loss",
         "losses/policy_loss",
-        "losses/entropy",
+        "charts/entropy",
         "charts/approx_kl",
         "eval/mean_return",
     ):
         assert tag in s, tag
+    assert {tag for tag in s if tag.startswith("losses/")} == {"losses/value_loss", "losses/policy_loss"}  # only losses
     assert [step for step, _ in s["eval/mean_return"]] == [512, 1024, 1024]  # two periodic + the final one
     lrs = [v for _, v in s["charts/learning_rate"]]
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 3e-4  # annealed
@@ -74,17 +75,18 @@ def test_ppo_ctrl_c_saves_a_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_in_process(ppo, argv(TINY_PPO, tmp_path))
     (run_dir,) = list(tmp_path.iterdir())
-    assert load_state(run_dir / "checkpoints" / "final")["step"] == 256  # after the second rollout
+    assert load_state(run_dir / "checkpoints" / "final")["step"] == 128  # the last completed iteration
 
 
 def test_pref_ppo_with_surf_rune_and_entropy_queries(tmp_path, monkeypatch):
     rune_calls = []
+    original_reward = Rune.reward
 
-    def recording_rune(mean, std, beta0, decay, steps):
+    def recording_rune(self, mean, std, steps):
         rune_calls.append((mean, std, steps.copy()))
-        return rune_reward(mean, std, beta0, decay, steps)
+        return original_reward(self, mean, std, steps)
 
-    monkeypatch.setattr(pref_ppo, "rune_reward", recording_rune)
+    monkeypatch.setattr(Rune, "reward", recording_rune)
     extra = ["--surf", "--rune", "--rune-beta", "0.5", "--surf-sampling-strategy", "disagree",
              "--unlabeled-batch-ratio", "4", "--preference-sampling", "entropy"]  # fmt: skip
     m = run_in_process(pref_ppo, argv(TINY_PREF_PPO, tmp_path, *extra))
@@ -120,7 +122,7 @@ def test_pref_ppo_with_surf_rune_and_entropy_queries(tmp_path, monkeypatch):
     (run_dir,) = list((tmp_path / "cli").iterdir())
     s = scalars(run_dir)
     assert min(step for step, _ in s["charts/SPS"]) > 256  # nothing logged during the skipped exploration
-    assert load_state(run_dir / "checkpoints" / "final")["feedback_stats"]["total_labels"] == 12
+    assert load_state(run_dir / "checkpoints" / "final")["feedback"]["stats"]["total_labels"] == 12
 
 
 def test_ppo_cli_from_the_repo_root(tmp_path):

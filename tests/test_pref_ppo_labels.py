@@ -85,7 +85,7 @@ def test_labels_keep_their_data_after_the_rollout_buffer_is_overwritten(tmp_path
     m = run_in_process(pref_ppo, argv(TINY_PREF_PPO, tmp_path))
     assert m["feedback/sessions"] == 3 and m["feedback/total_labels"] == 12 and len(seen) == 3
 
-    prefs = load_state(Path(m["run_dir"]) / "checkpoints" / "final")["preferences"]
+    prefs = load_state(Path(m["run_dir"]) / "checkpoints" / "final")["feedback"]["preferences"]
     seg_a = np.concatenate([a.obs for a, _, _ in seen])
     np.testing.assert_array_equal(prefs["a_obs"], seg_a)
     np.testing.assert_array_equal(prefs["b_obs"], np.concatenate([b.obs for _, b, _ in seen]))

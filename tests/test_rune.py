@@ -9,7 +9,8 @@ from script_runs import TINY_SAC_RLHF, argv, run_in_process, scalars
 
 from rlhf.agent import SAC
 from rlhf.replay import ReplayBuffer
-from rlhf.surf import Surf, rune_beta, rune_reward
+from rlhf.rune import Rune, rune_beta
+from rlhf.surf import Surf
 
 
 def test_rune_beta_schedule_closed_form():
@@ -26,10 +27,11 @@ def test_rune_reward_adds_the_decayed_std_elementwise():
     mean = np.array([[0.1, -0.2], [0.3, 0.0]], np.float32)
     std = np.array([[0.5, 1.0], [0.0, 2.0]], np.float32)
     steps = np.array([[0], [100]])  # (T, 1) broadcasts over envs
-    out = rune_reward(mean, std, 0.2, 0.01, steps)
+    out = Rune(True, 0.2, 0.01).reward(mean, std, steps)
     expected = mean + 0.2 * np.array([[1.0], [0.99**100]]) * std
     np.testing.assert_allclose(out, expected, rtol=1e-6)
     assert out.dtype == np.float32
+    assert Rune(False, 0.2, 0.01).reward(mean, std, steps) is mean  # --no-rune: the mean reward as it is
 
 
 def test_sac_rlhf_rune_bonus_is_beta_t_times_the_stored_std(tmp_path, monkeypatch):

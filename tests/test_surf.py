@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from rlhf.config import SurfArgs, check_flags
 from rlhf.preferences import PreferenceDataset
+from rlhf.queries import select_queries
 from rlhf.reward_model import RewardEnsemble
 from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble
 from rlhf.segments import Segments
 from rlhf.surf import (
     Surf,
     SurfConfig,
-    check_surf_args,
     confident_pseudo_labels,
     crop_pairs,
     crop_windows,
@@ -93,6 +97,11 @@ class LinearEnsemble(RewardEnsemble):
         return self.scales[m] * obs[..., 0] + self.dummy
 
 
+def selector(source, ensemble):
+    """The script's query selection over ``source`` (what SURF draws its unlabelled pairs with)."""
+    return functools.partial(select_queries, source, ensemble)
+
+
 class FixedSource:
     """A segment source that hands out prepared segments in order (for select_queries)."""
 
@@ -141,8 +150,8 @@ def test_pseudo_label_loss_matches_a_hand_computed_value():
     for lam in (0.3, 0.0):
         surf = Surf(SurfConfig(unlabeled_batch_ratio=1, tau=tau, lambda_ssl=lam, min_offset=0, max_offset=0), H)
         source = FixedSource([_segments(a_vals, H), _segments(b_vals, H)])
-        hooks = surf.prepare(source, ens, labelled_pairs=4, rng=np.random.default_rng(0))
-        assert float(hooks["extra_loss"](m, 4).detach()) == pytest.approx(lam * expected, rel=1e-5)
+        surf.prepare(selector(source, ens), ens, labelled_pairs=4, rng=np.random.default_rng(0))
+        assert float(surf.extra_loss(m, 4).detach()) == pytest.approx(lam * expected, rel=1e-5)
         if lam:
             assert surf.last_confident_fraction == pytest.approx(0.5)
 
@@ -172,12 +181,12 @@ def test_lambda_zero_without_cropping_trains_exactly_like_the_supervised_loss():
         torch.manual_seed(0)
         ens = RewardEnsemble(3, 2, members=2, hidden_dim=16, hidden_layers=2)
         opt = torch.optim.Adam(ens.parameters(), lr=1e-3)
-        hooks = {}
+        surf = None
         if use_surf:
             surf = Surf(SurfConfig(unlabeled_batch_ratio=2, tau=0.6, lambda_ssl=0.0, min_offset=0, max_offset=0), 10)
             source = FixedSource([data.seg_a[np.arange(20) % 10], data.seg_b[np.arange(20) % 10]])
-            hooks = surf.prepare(source, ens, labelled_pairs=10, rng=np.random.default_rng(9))
-        train_reward_ensemble(ens, opt, data, cfg, np.random.default_rng(5), **hooks)
+            surf.prepare(selector(source, ens), ens, labelled_pairs=10, rng=np.random.default_rng(9))
+        train_reward_ensemble(ens, opt, data, cfg, np.random.default_rng(5), semi_supervised=surf)
         params.append(torch.cat([p.detach().flatten() for p in ens.parameters()]))
     assert torch.equal(params[0], params[1])
 
@@ -192,16 +201,16 @@ def test_pseudo_labelled_loss_changes_training_when_weighted():
         opt = torch.optim.Adam(ens.parameters(), lr=1e-3)
         surf = Surf(SurfConfig(unlabeled_batch_ratio=2, tau=0.5001, lambda_ssl=lam, min_offset=0, max_offset=0), 10)
         source = FixedSource([data.seg_a[:20], data.seg_b[:20]])
-        hooks = surf.prepare(source, ens, labelled_pairs=10, rng=np.random.default_rng(9))
-        train_reward_ensemble(ens, opt, data, cfg, np.random.default_rng(5), **hooks)
+        surf.prepare(selector(source, ens), ens, labelled_pairs=10, rng=np.random.default_rng(9))
+        train_reward_ensemble(ens, opt, data, cfg, np.random.default_rng(5), semi_supervised=surf)
         assert surf.last_confident_fraction > 0 or lam == 0
         out.append(torch.cat([p.detach().flatten() for p in ens.parameters()]))
     assert not torch.equal(out[0], out[1])
 
 
-class Flags:
-    surf, trajectory_length, unlabeled_batch_ratio, surf_tau, lambda_ssl = True, 16, 1, 0.999, 0.1
-    min_augmentation_offset, max_augmentation_offset = 5, 10
+@dataclass
+class Flags(SurfArgs):
+    trajectory_length: int = 16
 
 
 @pytest.mark.parametrize(
@@ -217,12 +226,12 @@ class Flags:
 )
 def test_bad_surf_flags_are_rejected_by_name(field, value, needle):
     flags = Flags()
-    check_surf_args(flags)
+    check_flags(flags)
     setattr(flags, field, value)
     with pytest.raises(ValueError, match=needle):
-        check_surf_args(flags)
+        check_flags(flags)
     flags.surf = False
-    check_surf_args(flags)  # SURF off: its flags are not checked
+    check_flags(flags)  # SURF off: its flags are not checked
 
 
 def test_crop_loss_is_finite_for_a_pair_cropped_into_padding():
@@ -243,14 +252,14 @@ def test_pool_size_and_a_custom_selector():
     H, calls = 8, []
     ens = LinearEnsemble([1.0])
 
-    def selector(n, pool, length, strategy, rng):
+    def recording(n, pool, length, strategy, rng):
         calls.append((n, pool, length, strategy))
         return _segments(np.zeros(n), H), _segments(np.ones(n), H)
 
     cfg = SurfConfig(unlabeled_batch_ratio=3, strategy="disagree", pool_multiplier=10, min_offset=0, max_offset=2)
     surf = Surf(cfg, H)
-    surf.prepare(FixedSource([]), ens, labelled_pairs=50, rng=np.random.default_rng(0), selector=selector)
+    surf.prepare(recording, ens, labelled_pairs=50, rng=np.random.default_rng(0))
     assert calls == [(150, 1500, H, "disagree")] and surf.pool[0].shape == (150, 2, H, 1)
-    surf.prepare(FixedSource([]), ens, labelled_pairs=5000, rng=np.random.default_rng(0), selector=selector)
+    surf.prepare(recording, ens, labelled_pairs=5000, rng=np.random.default_rng(0))
     # the pool is capped at ratio × 1024 pairs, the scored candidates at max(pool, 4096)
     assert calls[-1] == (3 * 1024, 4096, H, "disagree")

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlhf.config import SACArgs
+from rlhf.registry import Stateful
 from rlhf.tensors import to_tensor
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -70,23 +72,26 @@ class Actor(nn.Module):
 
 @dataclass
 class SACConfig:
-    gamma: float = 0.99
-    tau: float = 0.005
-    policy_lr: float = 3e-4
-    q_lr: float = 1e-3
-    policy_frequency: int = 2
-    target_network_frequency: int = 1
-    alpha: float = 0.2
-    autotune: bool = True
-    hidden_dim: int = 256
-    hidden_layers: int = 2
+    """SAC's settings; the defaults are the flags' (rlhf.config.SACArgs), see there for their meaning."""
+
+    gamma: float = SACArgs.gamma
+    tau: float = SACArgs.tau
+    policy_lr: float = SACArgs.policy_lr
+    q_lr: float = SACArgs.q_lr
+    policy_frequency: int = SACArgs.policy_frequency
+    target_network_frequency: int = SACArgs.target_network_frequency
+    alpha: float = SACArgs.alpha
+    autotune: bool = SACArgs.autotune
+    hidden_dim: int = SACArgs.actor_and_q_net_hidden_dim
+    hidden_layers: int = SACArgs.actor_and_q_net_hidden_layers
 
     @classmethod
     def from_args(cls, args) -> SACConfig:
         """From the flags of rlhf.config.SACArgs."""
-        return cls(args.gamma, args.tau, args.policy_lr, args.q_lr, args.policy_frequency,
-                   args.target_network_frequency, args.alpha, args.autotune, args.actor_and_q_net_hidden_dim,
-                   args.actor_and_q_net_hidden_layers)  # fmt: skip
+        return cls(gamma=args.gamma, tau=args.tau, policy_lr=args.policy_lr, q_lr=args.q_lr,
+                   policy_frequency=args.policy_frequency, target_network_frequency=args.target_network_frequency,
+                   alpha=args.alpha, autotune=args.autotune, hidden_dim=args.actor_and_q_net_hidden_dim,
+                   hidden_layers=args.actor_and_q_net_hidden_layers)  # fmt: skip
 
 
 class SAC(nn.Module):
@@ -116,6 +121,22 @@ class SAC(nn.Module):
         self.qf1_target.load_state_dict(self.qf1.state_dict())
         self.qf2_target.load_state_dict(self.qf2.state_dict())
         self.q_optimizer = torch.optim.Adam(list(self.qf1.parameters()) + list(self.qf2.parameters()), lr=self.cfg.q_lr)
+
+    @property
+    def optimizers(self) -> Stateful:
+        """The optimizers as one checkpoint component."""
+        return Stateful(self.optimizers_state_dict, self.load_optimizers_state_dict)
+
+    def optimizers_state_dict(self) -> dict:
+        """The three optimizers' states (checkpoints: the critics' optimizer is replaced by reset_critics)."""
+        return {"q": self.q_optimizer.state_dict(), "actor": self.actor_optimizer.state_dict(),
+                "alpha": self.a_optimizer.state_dict() if self.a_optimizer else None}  # fmt: skip
+
+    def load_optimizers_state_dict(self, state: dict) -> None:
+        self.q_optimizer.load_state_dict(state["q"])
+        self.actor_optimizer.load_state_dict(state["actor"])
+        if self.a_optimizer:
+            self.a_optimizer.load_state_dict(state["alpha"])
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -148,7 +169,7 @@ class SAC(nn.Module):
         metrics = {
             "losses/qf1_loss": qf1_loss.detach(),
             "losses/qf2_loss": qf2_loss.detach(),
-            "losses/qf1_values": q1.mean().detach(),
+            "charts/qf1_values": q1.mean().detach(),  # a value, not a loss: SPEC §9 keeps losses/ for losses
         }
 
         if step % cfg.policy_frequency == 0:

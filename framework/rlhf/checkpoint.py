@@ -9,10 +9,13 @@ truncated or tampered file fails to load with a message naming it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +118,48 @@ def save_bundle(directory: Path, parts: dict[str, dict[str, Any]]) -> None:
     """
     directory = Path(directory)
     tmp, old = directory.with_name(directory.name + ".tmp"), directory.with_name(directory.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for name, state in parts.items():
-        save_state(tmp / name, state)
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    with signals_deferred():
+        shutil.rmtree(tmp, ignore_errors=True)
+        for name, state in parts.items():
+            save_state(tmp / name, state)
+        if directory.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT and SIGTERM until the block is done, then act on them as usual.
+
+    A second Ctrl-C about 0.1 s after the first (or one SIGINT that ``uv run`` forwards twice) used to interrupt
+    the checkpoint written on the first and leave only ``resume.tmp`` (issue 9, item 7). Python runs signal
+    handlers in the main thread only, so swapping the handlers there is enough (blocking the signal in the main
+    thread is not: another thread may take it).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(received[0])
 
 
 def load_bundle(directory: Path, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The parts ``names`` of the bundle at ``directory`` (or of ``<directory>.old`` after a crash mid-swap)."""
     directory = Path(directory)
     if not directory.is_dir():
         fallback = directory.with_name(directory.name + ".old")

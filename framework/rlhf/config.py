@@ -1,7 +1,13 @@
 """Command-line flags shared by the algorithm scripts, as dataclasses parsed by tyro (flat flags, `-` or `_`).
 
 Each script's ``Args`` inherits the groups it uses, so a flag has one name, one default and one help text across
-sac.py, sac_rlhf.py, ppo.py and pref_ppo.py. Attribute docstrings are the ``-h`` help.
+sac.py, sac_rlhf.py, ppo.py and pref_ppo.py. Attribute docstrings are the ``-h`` help. The library's configs
+(rlhf.agent.SACConfig, rlhf.reward_training.RewardTrainingConfig, rlhf.surf.SurfConfig, rlhf.reward_model's
+RewardEnsemble) take their defaults from these classes and are built from a script's flags by keyword, so each
+default is written once, here.
+
+Each group checks its own flags in ``check`` (next to the knobs; messages name the flag); :func:`check_flags`
+runs the checks of every group a script's ``Args`` inherits.
 """
 
 from __future__ import annotations
@@ -12,6 +18,30 @@ from typing import Literal
 
 class ConfigError(ValueError):
     """Bad flags or a bad flag combination, found before training starts (the CLI exits with status 2)."""
+
+
+def flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _positive(args, *names: str) -> None:
+    for name in names:
+        if getattr(args, name) <= 0:
+            raise ValueError(f"{flag(name)} must be positive, got {getattr(args, name)}")
+
+
+def _non_negative(args, *names: str) -> None:
+    for name in names:
+        if getattr(args, name) < 0:
+            raise ValueError(f"{flag(name)} must be >= 0, got {getattr(args, name)}")
+
+
+def check_flags(args) -> None:
+    """Run the ``check`` of every flag group in ``type(args)``'s bases, general ones first."""
+    for cls in reversed(type(args).__mro__):
+        check = cls.__dict__.get("check")
+        if check is not None:
+            check(args)
 
 
 @dataclass
@@ -61,13 +91,26 @@ class GeneralArgs:
     progress_bar: bool = True
     """show a progress bar on stderr"""
 
+    def check(self) -> None:
+        _positive(self, "total_timesteps", "log_frequency", "evaluation_frequency", "evaluation_episodes")
+        _non_negative(self, "threads")
+        if self.capture_video and self.render_mode == "human":
+            raise ValueError("--capture-video and --render-mode human cannot be used together in one run")
+        from rlhf.envs import check_render_mode
+
+        check_render_mode(self.render_mode)
+
 
 @dataclass
 class ResumeArgs:
     checkpoint_frequency: int = 100_000
     """save a resumable checkpoint (with the replay buffer) at the first episode end after every this many steps"""
     resume: str | None = None
-    """continue the run in this run directory from its last checkpoint, with the run's own flags"""
+    """continue the run in this run directory from its last checkpoint, with the run's own flags (only --threads,
+    --progress-bar and --log-level may be given again)"""
+
+    def check(self) -> None:
+        _positive(self, "checkpoint_frequency")
 
 
 @dataclass
@@ -98,6 +141,13 @@ class SACArgs:
     """width of every hidden layer of the actor and critics"""
     actor_and_q_net_hidden_layers: int = 2
     """number of hidden layers of the actor and critics"""
+
+    def check(self) -> None:
+        _positive(self, "buffer_size", "batch_size", "policy_frequency", "target_network_frequency",
+                  "actor_and_q_net_hidden_dim", "actor_and_q_net_hidden_layers")  # fmt: skip
+        _non_negative(self, "learning_starts")
+        if self.learning_starts >= self.total_timesteps:
+            raise ValueError(f"--learning-starts ({self.learning_starts}) must be below --total-timesteps")
 
 
 @dataclass
@@ -168,6 +218,32 @@ class FeedbackArgs:
     teacher_sim_delta_equal: float | None = None
     """label 0.5 when the returns differ by less than this"""
 
+    def keep_sessions(self) -> int | None:
+        """--pref-buffer-size-sessions: None ('all') keeps every label."""
+        return parse_pref_buffer_sessions(self.pref_buffer_size_sessions)
+
+    def check(self) -> None:
+        _positive(self, "teacher_feedback_num_queries_per_session", "trajectory_length", "teacher_update_epochs",
+                  "teacher_minibatch_size", "teacher_feedback_batch_size", "reward_net_ensemble_size",
+                  "reward_net_hidden_dim", "query_pool_multiplier", "feedback_clip_size")  # fmt: skip
+        _non_negative(self, "teacher_feedback_total_queries", "reward_net_hidden_layers", "feedback_timeout")
+        if self.teacher_feedback_num_queries_per_session > self.teacher_feedback_total_queries:
+            raise ValueError(
+                f"--teacher-feedback-num-queries-per-session ({self.teacher_feedback_num_queries_per_session})"
+                f" exceeds --teacher-feedback-total-queries ({self.teacher_feedback_total_queries})"
+            )
+        if not 0.0 <= self.reward_net_val_split < 1.0:
+            raise ValueError(f"--reward-net-val-split must be in [0, 1), got {self.reward_net_val_split}")
+        if not 0.0 <= self.reward_net_dropout < 1.0:
+            raise ValueError(f"--reward-net-dropout must be in [0, 1), got {self.reward_net_dropout}")
+        if self.feedback_server_autostart and self.teacher_feedback_mode != "human":
+            raise ValueError("--feedback-server-autostart needs --teacher-feedback-mode human")
+        if self.teacher_feedback_mode == "human":
+            from rlhf.teacher_factory import check_server_url
+
+            check_server_url(self.feedback_server_url)
+        self.keep_sessions()
+
 
 @dataclass
 class SurfArgs:
@@ -186,6 +262,22 @@ class SurfArgs:
     min_augmentation_offset: int = 5
     """cropped length is at most H - min_augmentation_offset"""
 
+    def check(self) -> None:
+        if not self.surf:
+            return
+        H = self.trajectory_length
+        if not 0 <= self.min_augmentation_offset <= self.max_augmentation_offset < H:
+            raise ValueError(
+                "SURF needs 0 <= --min-augmentation-offset <= --max-augmentation-offset < --trajectory-length, got "
+                f"{self.min_augmentation_offset}, {self.max_augmentation_offset}, {H}"
+            )
+        if self.unlabeled_batch_ratio < 1:
+            raise ValueError(f"--unlabeled-batch-ratio must be >= 1, got {self.unlabeled_batch_ratio}")
+        if not 0.5 < self.surf_tau < 1.0:
+            raise ValueError(f"--surf-tau must be in (0.5, 1), got {self.surf_tau}")
+        if self.lambda_ssl < 0:
+            raise ValueError(f"--lambda-ssl must be >= 0, got {self.lambda_ssl}")
+
 
 @dataclass
 class RuneArgs:
@@ -195,6 +287,10 @@ class RuneArgs:
     """RUNE's initial weight beta_0"""
     rune_beta_decay: float = 0.0001
     """per-step decay rho of beta_t = beta_0 (1 - rho)^t"""
+
+    def check(self) -> None:
+        if self.rune and not (self.rune_beta >= 0 and 0 <= self.rune_beta_decay < 1):
+            raise ValueError("--rune-beta must be >= 0 and --rune-beta-decay in [0, 1)")
 
 
 @dataclass
@@ -214,6 +310,16 @@ class ExplorationArgs:
     path_to_model: str | None = None
     """agent checkpoint saved after exploration (with --exploration-load)"""
 
+    def check(self) -> None:
+        _positive(self, "explore_batch_size")
+        _non_negative(self, "total_explore_steps", "explore_learning_starts")
+        if self.exploration_load and not (self.path_to_replay_buffer and self.path_to_model):
+            raise ValueError("--exploration-load needs --path-to-replay-buffer and --path-to-model")
+
+    def explore_steps(self) -> int:
+        """Steps of unsupervised pre-exploration (0 with --no-unsupervised-exploration)."""
+        return self.total_explore_steps if self.unsupervised_exploration else 0
+
 
 def parse_pref_buffer_sessions(value: str) -> int | None:
     """'all' -> None (keep every label), else a positive number of sessions."""
@@ -226,52 +332,3 @@ def parse_pref_buffer_sessions(value: str) -> int | None:
     if sessions <= 0:
         raise ValueError(f"--pref-buffer-size-sessions must be 'all' or a positive integer, got {value!r}")
     return sessions
-
-
-def check_feedback_args(args) -> None:
-    """Flag checks shared by the preference-learning scripts; raise ValueError naming the flag."""
-    positive = (
-        "total_timesteps",
-        "teacher_feedback_num_queries_per_session",
-        "trajectory_length",
-        "log_frequency",
-        "teacher_update_epochs",
-        "teacher_minibatch_size",
-        "teacher_feedback_batch_size",
-        "reward_net_ensemble_size",
-        "reward_net_hidden_dim",
-        "evaluation_frequency",
-        "evaluation_episodes",
-        "query_pool_multiplier",
-        "feedback_clip_size",
-    )
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in (
-        "teacher_feedback_total_queries",
-        "total_explore_steps",
-        "reward_net_hidden_layers",
-        "threads",
-        "feedback_timeout",
-    ):
-        if getattr(args, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if args.teacher_feedback_num_queries_per_session > args.teacher_feedback_total_queries:
-        raise ValueError(
-            f"--teacher-feedback-num-queries-per-session ({args.teacher_feedback_num_queries_per_session})"
-            f" exceeds --teacher-feedback-total-queries ({args.teacher_feedback_total_queries})"
-        )
-    if not 0.0 <= args.reward_net_val_split < 1.0:
-        raise ValueError(f"--reward-net-val-split must be in [0, 1), got {args.reward_net_val_split}")
-    if not 0.0 <= args.reward_net_dropout < 1.0:
-        raise ValueError(f"--reward-net-dropout must be in [0, 1), got {args.reward_net_dropout}")
-    if args.capture_video and args.render_mode == "human":
-        raise ValueError("--capture-video and --render-mode human cannot be used together in one run")
-    if args.exploration_load and not (args.path_to_replay_buffer and args.path_to_model):
-        raise ValueError("--exploration-load needs --path-to-replay-buffer and --path-to-model")
-    if args.feedback_server_autostart and args.teacher_feedback_mode != "human":
-        raise ValueError("--feedback-server-autostart needs --teacher-feedback-mode human")
-    if args.rune and not (args.rune_beta >= 0 and 0 <= args.rune_beta_decay < 1):
-        raise ValueError("--rune-beta must be >= 0 and --rune-beta-decay in [0, 1)")
-    parse_pref_buffer_sessions(args.pref_buffer_size_sessions)

@@ -7,8 +7,12 @@ computed in batches with torch, against the visited states in chunks: no KD-tree
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+
+from rlhf.checkpoint import CheckpointError, load_state, save_state
 
 
 def knn_distance(queries: torch.Tensor, states: torch.Tensor, k: int, chunk_size: int = 16_384) -> torch.Tensor:
@@ -41,6 +45,12 @@ class RunningStd:
     def std(self) -> float:
         return float(np.sqrt(self.var))
 
+    def state_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.mean, self.var, self.count = (float(state[k]) for k in ("mean", "var", "count"))
+
 
 def state_entropy_reward(
     next_obs: torch.Tensor, visited: torch.Tensor, running: RunningStd, k: int = 5, c: float = 1.0
@@ -49,3 +59,19 @@ def state_entropy_reward(
     reward = torch.log(c + knn_distance(next_obs, visited, k))
     running.update(reward.cpu().numpy())
     return reward / max(running.std, 1e-8)
+
+
+def save_exploration(run_dir: Path, agent, buffer, step: int) -> None:
+    """The agent and buffer at the end of pre-exploration, for ``--exploration-load`` in a later run."""
+    save_state(run_dir / "exploration" / "agent", {"agent": agent.state_dict(), "step": step})
+    save_state(run_dir / "exploration" / "replay_buffer", buffer.state_dict())
+
+
+def load_exploration(args, agent, buffer) -> None:
+    """Load ``--path-to-model`` into ``agent`` and ``--path-to-replay-buffer`` into ``buffer`` (a replay buffer
+    or a rollout window); ValueError naming the flag when they do not load or do not fit."""
+    try:
+        agent.load_state_dict(load_state(Path(args.path_to_model).with_suffix(""))["agent"])
+        buffer.load_state_dict(load_state(Path(args.path_to_replay_buffer).with_suffix("")))
+    except (CheckpointError, KeyError, RuntimeError, ValueError) as e:
+        raise ValueError(f"--exploration-load: cannot load the exploration checkpoint: {e}") from e

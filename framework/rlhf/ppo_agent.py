@@ -47,23 +47,22 @@ class PPOArgs:
     target_kl: float | None = None
     """stop an update's epochs early once the approximate KL exceeds this (None: never)"""
 
-
-def check_ppo_args(args: PPOArgs) -> None:
-    """Flag checks; ValueError naming the flag."""
-    for name in ("learning_rate", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if (args.num_envs * args.num_steps) % args.num_minibatches:
-        raise ValueError(
-            f"--num-minibatches ({args.num_minibatches}) must divide --num-envs × --num-steps "
-            f"({args.num_envs * args.num_steps})"
-        )
-    if not 0 < args.gamma <= 1 or not 0 <= args.gae_lambda <= 1:
-        raise ValueError("--gamma must be in (0, 1] and --gae-lambda in [0, 1]")
-    if args.clip_coef <= 0 or args.max_grad_norm <= 0:
-        raise ValueError("--clip-coef and --max-grad-norm must be positive")
-    if args.target_kl is not None and args.target_kl <= 0:
-        raise ValueError(f"--target-kl must be positive, got {args.target_kl}")
+    def check(self) -> None:
+        """Flag checks; ValueError naming the flag."""
+        for name in ("learning_rate", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if (self.num_envs * self.num_steps) % self.num_minibatches:
+            raise ValueError(
+                f"--num-minibatches ({self.num_minibatches}) must divide --num-envs × --num-steps "
+                f"({self.num_envs * self.num_steps})"
+            )
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError("--gamma must be in (0, 1] and --gae-lambda in [0, 1]")
+        if self.clip_coef <= 0 or self.max_grad_norm <= 0:
+            raise ValueError("--clip-coef and --max-grad-norm must be positive")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError(f"--target-kl must be positive, got {self.target_kl}")
 
 
 class RunningMeanStd(nn.Module):
@@ -111,6 +110,11 @@ class RewardScaler:
             self.returns = np.where(dones[t], 0.0, self.returns)
         self.rms.update(discounted.reshape(-1))
         return np.clip(rewards / np.sqrt(float(self.rms.var) + 1e-8), -10, 10).astype(np.float32)
+
+    def reset(self) -> None:
+        """Forget the statistics (PrefPPO: the learned reward has a scale of its own)."""
+        self.returns[:] = 0.0
+        self.rms = RunningMeanStd()
 
     def state_dict(self) -> dict:
         return {"returns": self.returns, **{k: v for k, v in self.rms.state_dict().items()}}
@@ -219,7 +223,7 @@ def ppo_update(
     return {
         "losses/value_loss": float(v_loss.detach()),
         "losses/policy_loss": float(pg_loss.detach()),
-        "losses/entropy": float(entropy_loss.detach()),
+        "charts/entropy": float(entropy_loss.detach()),  # the policy entropy is not a loss (SPEC §9)
         "charts/old_approx_kl": float(old_approx_kl),
         "charts/approx_kl": float(approx_kl),
         "charts/clipfrac": float(np.mean(clipfracs)),

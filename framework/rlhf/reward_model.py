@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlhf.config import FeedbackArgs
 from rlhf.tensors import to_tensor
 
 
@@ -33,11 +34,12 @@ class RewardEnsemble(nn.Module):
         self,
         obs_dim: int,
         act_dim: int,
-        members: int = 3,
-        hidden_dim: int = 64,
-        hidden_layers: int = 3,
-        dropout: float = 0.0,
+        members: int = FeedbackArgs.reward_net_ensemble_size,
+        hidden_dim: int = FeedbackArgs.reward_net_hidden_dim,
+        hidden_layers: int = FeedbackArgs.reward_net_hidden_layers,
+        dropout: float = FeedbackArgs.reward_net_dropout,
     ):
+        """Defaults: the --reward-net-* flags' (rlhf.config.FeedbackArgs)."""
         super().__init__()
         self.members = nn.ModuleList(
             _mlp(obs_dim + act_dim, hidden_dim, hidden_layers, dropout) for _ in range(members)
@@ -46,8 +48,8 @@ class RewardEnsemble(nn.Module):
     @classmethod
     def from_args(cls, args, obs_dim: int, act_dim: int) -> RewardEnsemble:
         """From the ``--reward-net-*`` flags of rlhf.config.FeedbackArgs."""
-        return cls(obs_dim, act_dim, args.reward_net_ensemble_size, args.reward_net_hidden_dim,
-                   args.reward_net_hidden_layers, args.reward_net_dropout)  # fmt: skip
+        return cls(obs_dim, act_dim, members=args.reward_net_ensemble_size, hidden_dim=args.reward_net_hidden_dim,
+                   hidden_layers=args.reward_net_hidden_layers, dropout=args.reward_net_dropout)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.members)

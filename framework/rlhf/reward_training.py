@@ -7,13 +7,13 @@ model already explains most labels) cost a few epochs rather than all of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 
+from rlhf.config import FeedbackArgs
 from rlhf.preferences import PreferenceDataset
 from rlhf.reward_model import (
     RewardEnsemble,
@@ -26,20 +26,37 @@ from rlhf.tensors import to_tensor
 
 BatchStrategy = Literal["minibatch", "batch", "full"]
 
-# (obs (B, 2, H, o), actions (B, 2, H, a), mask (B, 2, H), labels (B,)) -> the same, transformed (H may shrink).
-PairAugmentation = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
-# (member index, labelled pairs in the minibatch) -> an extra loss term for that member (SURF's pseudo-labelled
-# loss, whose unlabelled batch is a multiple of the labelled one); None when not used.
-ExtraLoss = Callable[[int, int], torch.Tensor]
+
+class SemiSupervised(Protocol):
+    """What semi-supervised reward learning (rlhf.surf.Surf) adds to the supervised loop."""
+
+    def augment(self, obs, act, mask, labels) -> tuple[torch.Tensor, ...]:
+        """A labelled minibatch obs (B, 2, H, o), actions (B, 2, H, a), mask (B, 2, H), labels (B,), transformed
+        (H may shrink)."""
+
+    def extra_loss(self, m: int, labelled: int) -> torch.Tensor:
+        """An extra loss term for member m, given the labelled pairs in its minibatch; () tensor."""
+
+
+# PEBBLE stops a session's reward training once the members' mean training accuracy reaches this.
+EARLY_STOP_ACCURACY = 0.97
 
 
 @dataclass
 class RewardTrainingConfig:
-    epochs: int = 50
-    batch_strategy: BatchStrategy = "minibatch"
-    minibatch_size: int = 64
-    batch_size: int = 128
-    early_stop_accuracy: float = 0.97
+    """Reward training settings; the defaults are the flags' (rlhf.config.FeedbackArgs), see there."""
+
+    epochs: int = FeedbackArgs.teacher_update_epochs
+    batch_strategy: BatchStrategy = FeedbackArgs.teacher_batch_strategy
+    minibatch_size: int = FeedbackArgs.teacher_minibatch_size
+    batch_size: int = FeedbackArgs.teacher_feedback_batch_size
+    early_stop_accuracy: float = EARLY_STOP_ACCURACY
+
+    @classmethod
+    def from_args(cls, args) -> RewardTrainingConfig:
+        """From the --teacher-* flags of rlhf.config.FeedbackArgs."""
+        return cls(epochs=args.teacher_update_epochs, batch_strategy=args.teacher_batch_strategy,
+                   minibatch_size=args.teacher_minibatch_size, batch_size=args.teacher_feedback_batch_size)  # fmt: skip
 
 
 def pair_tensors(data: PreferenceDataset, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -74,10 +91,10 @@ def train_reward_ensemble(
     data: PreferenceDataset,
     cfg: RewardTrainingConfig,
     rng: np.random.Generator,
-    augment: PairAugmentation | None = None,
-    extra_loss: ExtraLoss | None = None,
+    semi_supervised: SemiSupervised | None = None,
 ) -> dict[str, float]:
-    """Train on the training labels; return losses/accuracies on train and validation labels and epochs run."""
+    """Train on the training labels (with SURF's cropping and pseudo-labelled loss when ``semi_supervised``);
+    return losses/accuracies on train and validation labels and epochs run."""
     train_idx = data.train_indices()
     if len(train_idx) == 0:
         return {"epochs": 0.0, **evaluate_reward_ensemble(ensemble, data)}
@@ -93,19 +110,21 @@ def train_reward_ensemble(
             for m in range(len(ensemble)):
                 b = torch.as_tensor(batch[m], device=ensemble.device)
                 o, a, k, y = obs[b], act[b], mask[b], labels[b]
-                if augment is not None:
-                    o, a, k, y = augment(o, a, k, y)
+                if semi_supervised is not None:
+                    o, a, k, y = semi_supervised.augment(o, a, k, y)
                 logits = member_logits(ensemble, m, o, a, k)
                 loss = loss + bradley_terry_loss(logits, y)
-                if extra_loss is not None:
-                    loss = loss + extra_loss(m, len(y))
+                if semi_supervised is not None:
+                    loss = loss + semi_supervised.extra_loss(m, len(y))
                 strict = y != 0.5
                 correct += float(((logits > 0) == (y > 0.5))[strict].sum())
                 counted += float(strict.sum())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        if augment is not None:  # judge the fit on the labelled pairs themselves, not on this epoch's random crops
+        if (
+            semi_supervised is not None
+        ):  # judge the fit on the labelled pairs themselves, not on this epoch's random crops
             correct, counted = _members_correct(ensemble, obs, act, mask, labels)
         if counted and correct / counted >= cfg.early_stop_accuracy:
             break

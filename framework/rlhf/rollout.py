@@ -164,11 +164,17 @@ class RolloutWindow:
             "episodes": {"episode_id": self.episode_id, "episode_step": self.episode_step},
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, continue_episodes: bool = False) -> None:
+        """``continue_episodes``: the environments continue the saved episodes (exact resume); otherwise (a loaded
+        exploration) the next step starts a fresh episode id in every environment, so none is continued."""
         if len(state) - 1 != len(self.buffers):
             raise ValueError(f"the saved window has {len(state) - 1} environments, --num-envs is {len(self.buffers)}")
         for i, rb in enumerate(self.buffers):
             rb.load_state_dict(state[f"env{i}"])
-        # the saved episodes may be unfinished; the next step starts a fresh episode id so none is continued
-        self.episode_id = np.asarray(state["episodes"]["episode_id"]) + 1
-        self.episode_step = np.zeros_like(self.episode_step)
+        episodes = state["episodes"]
+        if continue_episodes:
+            self.episode_id = np.asarray(episodes["episode_id"], np.int64).reshape(self.episode_id.shape)
+            self.episode_step = np.asarray(episodes["episode_step"], np.int64).reshape(self.episode_step.shape)
+        else:
+            self.episode_id = np.asarray(episodes["episode_id"]) + 1
+            self.episode_step = np.zeros_like(self.episode_step)

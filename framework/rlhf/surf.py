@@ -1,8 +1,7 @@
 """SURF (Park et al. 2022, "SURF: Semi-supervised Reward Learning with Data Augmentation for Feedback-efficient
-Preference-based Reinforcement Learning") and RUNE's exploration bonus (Liang et al. 2022, "Reward Uncertainty
-for Exploration in Preference-based RL"), the two add-ons to the reward model (SPEC §7).
+Preference-based Reinforcement Learning"), the semi-supervised add-on to reward training (SPEC §7).
 
-SURF plugs into :func:`rlhf.reward_training.train_reward_ensemble` through its two hooks:
+:class:`Surf` is the ``semi_supervised`` collaborator of :func:`rlhf.reward_training.train_reward_ensemble`:
 
 - ``augment`` (temporal cropping): both segments of a labelled pair are cropped to one common random length
   L ∈ [H − max_offset, H − min_offset], each from its own random start in [0, H − L]. The label is kept.
@@ -23,63 +22,46 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlhf.queries import Strategy, select_queries
+from rlhf.config import FeedbackArgs, SurfArgs
+from rlhf.queries import Strategy
 from rlhf.reward_model import RewardEnsemble, segment_returns
 from rlhf.reward_training import member_logits
 from rlhf.segments import Segments
 
-
-class SegmentSource(Protocol):
-    def sample_segments(self, n: int, length: int, rng: np.random.Generator) -> Segments: ...
+# (pairs, candidate pairs, segment length, strategy, rng) -> (segments A, segments B), as rlhf.queries selects
+Selector = Callable[[int, int, int, Strategy, np.random.Generator], tuple[Segments, Segments]]
 
 
 @dataclass
 class SurfConfig:
-    unlabeled_batch_ratio: int = 1
-    tau: float = 0.999
-    lambda_ssl: float = 0.1
-    min_offset: int = 5
-    max_offset: int = 10
-    strategy: Strategy = "uniform"
-    pool_multiplier: int = 10  # candidates per unlabelled pair for 'disagree'/'entropy'
+    """SURF's settings; the defaults are the flags' (rlhf.config.SurfArgs), see there for their meaning."""
+
+    unlabeled_batch_ratio: int = SurfArgs.unlabeled_batch_ratio
+    tau: float = SurfArgs.surf_tau
+    lambda_ssl: float = SurfArgs.lambda_ssl
+    min_offset: int = SurfArgs.min_augmentation_offset
+    max_offset: int = SurfArgs.max_augmentation_offset
+    strategy: Strategy = SurfArgs.surf_sampling_strategy
+    pool_multiplier: int = FeedbackArgs.query_pool_multiplier  # candidates per unlabelled pair ('disagree'/'entropy')
     max_labelled_basis: int = 1024  # the unlabelled pool holds ratio × min(labels, this) pairs
     max_candidates: int = 4096  # cap on the candidate pairs scored for 'disagree'/'entropy'
-
-
-def check_surf_args(args) -> None:
-    """Validate the SURF flags (``rlhf.config.SurfArgs``) against ``--trajectory-length``; ValueError names them."""
-    if not args.surf:
-        return
-    H = args.trajectory_length
-    if not 0 <= args.min_augmentation_offset <= args.max_augmentation_offset < H:
-        raise ValueError(
-            "SURF needs 0 <= --min-augmentation-offset <= --max-augmentation-offset < --trajectory-length, got "
-            f"{args.min_augmentation_offset}, {args.max_augmentation_offset}, {H}"
-        )
-    if args.unlabeled_batch_ratio < 1:
-        raise ValueError(f"--unlabeled-batch-ratio must be >= 1, got {args.unlabeled_batch_ratio}")
-    if not 0.5 < args.surf_tau < 1.0:
-        raise ValueError(f"--surf-tau must be in (0.5, 1), got {args.surf_tau}")
-    if args.lambda_ssl < 0:
-        raise ValueError(f"--lambda-ssl must be >= 0, got {args.lambda_ssl}")
 
 
 def surf_config(args) -> SurfConfig:
     """The SurfConfig of a script's flags (``SurfArgs`` + ``--query-pool-multiplier``)."""
     return SurfConfig(
-        args.unlabeled_batch_ratio,
-        args.surf_tau,
-        args.lambda_ssl,
-        args.min_augmentation_offset,
-        args.max_augmentation_offset,
-        args.surf_sampling_strategy,
-        args.query_pool_multiplier,
+        unlabeled_batch_ratio=args.unlabeled_batch_ratio,
+        tau=args.surf_tau,
+        lambda_ssl=args.lambda_ssl,
+        min_offset=args.min_augmentation_offset,
+        max_offset=args.max_augmentation_offset,
+        strategy=args.surf_sampling_strategy,
+        pool_multiplier=args.query_pool_multiplier,
     )
 
 
@@ -139,7 +121,7 @@ def pseudo_label_loss(
 
 
 class Surf:
-    """SURF's two training hooks over a per-session pool of unlabelled pairs (see the module docstring)."""
+    """SURF's cropping and pseudo-labelled loss over a per-session pool of unlabelled pairs (module docstring)."""
 
     def __init__(self, cfg: SurfConfig, horizon: int):
         self.cfg, self.horizon = cfg, horizon
@@ -152,25 +134,15 @@ class Surf:
         self.last_confident_fraction = float("nan")
 
     def prepare(
-        self,
-        source: SegmentSource,
-        ensemble: RewardEnsemble,
-        labelled_pairs: int,
-        rng: np.random.Generator,
-        selector: Callable[..., tuple[Segments, Segments]] | None = None,
-    ) -> dict:
-        """Draw this session's unlabelled pool from ``source`` and return the hooks for ``train_reward_ensemble``
-        (``learn_from_answers(..., **hooks)``). ``labelled_pairs`` sizes the pool: ratio × min(labels, 1024).
-        ``selector(n, pool, H, strategy, rng)`` replaces :func:`rlhf.queries.select_queries` (e.g. scoring the
-        candidates from a replay buffer's reward cache instead of re-evaluating the networks)."""
+        self, select: Selector, ensemble: RewardEnsemble, labelled_pairs: int, rng: np.random.Generator
+    ) -> None:
+        """Draw this session's unlabelled pool with ``select(n, candidates, H, strategy, rng)`` (the agent's own
+        query selection over its buffer); ``labelled_pairs`` sizes it: ratio × min(labels, 1024) pairs."""
         cfg = self.cfg
         self.ensemble, self.rng = ensemble, rng
         n = cfg.unlabeled_batch_ratio * max(1, min(labelled_pairs, cfg.max_labelled_basis))
         candidates = min(n * cfg.pool_multiplier, max(n, cfg.max_candidates))
-        if selector is None:
-            seg_a, seg_b = select_queries(source, ensemble, n, candidates, self.horizon, cfg.strategy, rng)
-        else:
-            seg_a, seg_b = selector(n, candidates, self.horizon, cfg.strategy, rng)
+        seg_a, seg_b = select(n, candidates, self.horizon, cfg.strategy, rng)
         dev = ensemble.device
         stack = lambda x, y: torch.tensor(np.stack([x, y], 1), device=dev)  # noqa: E731  (a copy: see rlhf.tensors)
         self.pool = (
@@ -180,7 +152,6 @@ class Surf:
         )
         # pseudo-labels are re-derived after every len(ensemble) × labelled_pairs labelled pairs (all members' calls)
         self.refresh_every, self.seen = len(ensemble) * max(1, labelled_pairs), len(ensemble) * max(1, labelled_pairs)
-        return {"augment": self.augment, "extra_loss": self.extra_loss}
 
     def augment(self, obs, act, mask, labels) -> tuple[torch.Tensor, ...]:
         """Temporal cropping of a labelled minibatch (B, 2, H, ·) -> (B, 2, H − min_offset, ·); labels unchanged."""
@@ -217,13 +188,3 @@ class Surf:
             self.ensemble, m, obs, act, mask, self.pseudo[idx].to(obs.device), self.confident[idx].to(obs.device)
         )
         return self.cfg.lambda_ssl * loss
-
-
-def rune_beta(beta0: float, decay: float, step) -> np.ndarray | float:
-    """RUNE's schedule β_t = β_0 (1 − ρ)^t (scalar or array of steps t)."""
-    return beta0 * (1.0 - decay) ** np.asarray(step, np.float64)
-
-
-def rune_reward(mean: np.ndarray, std: np.ndarray, beta0: float, decay: float, step) -> np.ndarray:
-    """RUNE's reward r̂_mean + β_t · r̂_std, elementwise; ``step`` broadcasts against mean/std (e.g. (T, N))."""
-    return (mean + rune_beta(beta0, decay, step) * std).astype(np.float32)

@@ -95,12 +95,22 @@ class Tracker:
     """Scalars to TensorBoard (and W&B with --track); ``args.json`` in the run directory. Every record of the flags
     (args.json, the TensorBoard hyperparameter text, the W&B config) is :func:`recorded_args`: no secrets."""
 
-    def __init__(self, run_dir: Path, args, track: bool = False, project: str = "", entity: str | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        args,
+        track: bool = False,
+        project: str = "",
+        entity: str | None = None,
+        write_args: bool = True,
+    ):
+        """``write_args``: False for a resumed run, whose args.json stays the flags it was started with."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir = run_dir
         config = recorded_args(args)
-        (run_dir / "args.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        if write_args:
+            (run_dir / "args.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         self.wandb = None
         if track:
             import wandb

@@ -1,0 +1,241 @@
+"""The feedback loop of PEBBLE and PrefPPO, one for both: the schedule, asking the teacher, waiting for and polling
+its answers, storing the labels with their segments' data, training the reward ensemble (with SURF as an explicit
+collaborator), recording the queried clips, and the feedback metrics.
+
+What differs per algorithm is passed in explicitly (:class:`AgentData`): how queries are drawn from the agent's
+own buffer, its newest transitions (for the metrics), and what to do after a reward update (relabel the replay
+buffer and reset the critics; reset the reward scaler). Everything the loop owns is in its ``state_dict``.
+
+Metrics, one meaning each (logged at every reward update, at the step of the update):
+
+- ``feedback/total_labels``, ``feedback/skipped``, ``feedback/equal``: labels stored, queries skipped, labels 0.5,
+  over the whole run; ``feedback/sessions``: sessions whose answers were learned from.
+- ``feedback/wait_seconds``: wall-clock seconds the training loop spent fetching or waiting for answers since the
+  previous reward update (the time training stood still for feedback).
+- ``feedback/session_seconds``: wall-clock seconds of this update: storing the labels, training the ensemble,
+  relabelling the agent's data, computing these metrics.
+- ``feedback/clip_render_seconds``: mean seconds to render one clip for people (human teacher only), so far.
+- ``reward_model/{train,val}_{loss,accuracy}``, ``reward_model/epochs``: of the ensemble-mean logit on the kept
+  labels, after training (rlhf.reward_training).
+- ``reward_model/pearson``: Pearson correlation between the ensemble-mean r̂ and the true reward over the agent's
+  newest :data:`METRIC_TRANSITIONS` transitions, right after the update; ``reward_model/ensemble_std``: the mean
+  over the same transitions of the std of r̂ across members.
+- ``reward_model/surf_confident_fraction``: fraction of SURF's unlabelled pairs that got a pseudo-label.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from rlhf.feedback import Answers, FeedbackStats, Teacher, pearson
+from rlhf.preferences import PreferenceDataset
+from rlhf.queries import Strategy
+from rlhf.registry import expect
+from rlhf.reward_model import RewardEnsemble, predict_rewards
+from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble
+from rlhf.surf import Surf
+
+log = logging.getLogger("cleanrlhf")
+
+# Answers are polled every this many environment steps while training goes on (people answer at any time; a poll
+# is one HTTP round trip, ~1 ms, so 100 steps keep it under 1 % of SAC's step time).
+POLL_EVERY_STEPS = 100
+# The newest transitions that reward_model/pearson and reward_model/ensemble_std are computed over.
+METRIC_TRANSITIONS = 10_000
+
+
+class AgentData(Protocol):
+    """The algorithm's side of the loop."""
+
+    def select(self, n: int, candidates: int, length: int, strategy: Strategy, rng: np.random.Generator):
+        """(segments A, segments B): n pairs chosen by ``strategy`` among ``candidates`` drawn from the buffer."""
+
+    def newest(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """obs (k, o), actions (k, a), true rewards (k,) of the newest k <= n transitions."""
+
+    def reward_updated(self, updates: int) -> None:
+        """The ensemble has just been trained (``updates`` times so far): relabel, reset what fit the old reward."""
+
+
+@dataclass
+class SessionConfig:
+    num_queries: int
+    pool_multiplier: int
+    segment_length: int
+    strategy: Strategy
+    val_split: float
+    keep_sessions: int | None  # None: keep every label
+    training: RewardTrainingConfig
+    wait: bool  # hold training at each session until it is answered
+    timeout: float  # seconds to wait per session (0: no limit)
+
+    @classmethod
+    def from_args(cls, args) -> SessionConfig:
+        """From the shared feedback flags (rlhf.config.FeedbackArgs)."""
+        return cls(
+            num_queries=args.teacher_feedback_num_queries_per_session,
+            pool_multiplier=args.query_pool_multiplier,
+            segment_length=args.trajectory_length,
+            strategy=args.preference_sampling,
+            val_split=args.reward_net_val_split,
+            keep_sessions=args.keep_sessions(),
+            training=RewardTrainingConfig.from_args(args),
+            wait=args.feedback_wait,
+            timeout=args.feedback_timeout,
+        )
+
+
+class FeedbackLoop:
+    def __init__(
+        self,
+        cfg: SessionConfig,
+        sessions: np.ndarray,
+        teacher: Teacher,
+        ensemble: RewardEnsemble,
+        optimizer: torch.optim.Optimizer,
+        prefs: PreferenceDataset,
+        agent_data: AgentData,
+        rng: np.random.Generator,
+        surf: Surf | None = None,
+        log_scalars: Callable[[dict[str, float], int], None] | None = None,
+        query_clips=None,
+    ):
+        """``sessions``: the environment steps of the sessions (rlhf.schedule); ``query_clips``: an
+        rlhf.video.QueryClipRecorder when clips of the queries are kept with the run."""
+        self.cfg, self.sessions, self.teacher = cfg, sessions, teacher
+        self.ensemble, self.optimizer, self.prefs = ensemble, optimizer, prefs
+        self.agent_data, self.rng, self.surf = agent_data, rng, surf
+        self.log_scalars = log_scalars or (lambda values, step: None)
+        self.query_clips = query_clips
+        self.stats = FeedbackStats()
+        self.next_session = 0  # sessions asked so far
+        self.updates = 0  # reward updates so far
+        self.idle_seconds = 0.0  # since the last update
+        self.last_step = -1
+
+    @property
+    def has_reward(self) -> bool:
+        """Whether the ensemble has been trained at least once (before that, its reward means nothing)."""
+        return self.updates > 0
+
+    def step(self, step: int) -> bool:
+        """The agent has taken ``step`` environment steps: ask the sessions due, collect answers (waiting for them
+        after asking, with --feedback-wait; else every :data:`POLL_EVERY_STEPS` steps) and learn from them.
+        True when the reward ensemble was updated."""
+        before, self.last_step = self.last_step, step
+        asked = False
+        while self.next_session < len(self.sessions) and step >= self.sessions[self.next_session]:
+            cfg = self.cfg
+            pairs = self.agent_data.select(cfg.num_queries, cfg.num_queries * cfg.pool_multiplier,
+                                           cfg.segment_length, cfg.strategy, self.rng)  # fmt: skip
+            self.teacher.submit(*pairs, self.next_session)
+            self.next_session, asked = self.next_session + 1, True
+        waiting = asked and self.cfg.wait
+        if self.next_session == 0 or not (waiting or step // POLL_EVERY_STEPS > before // POLL_EVERY_STEPS):
+            return False
+        t_wait = time.time()
+        answered = self.teacher.collect(wait=waiting, timeout=self.cfg.timeout)
+        self.idle_seconds += time.time() - t_wait
+        if not answered:
+            return False
+        self.learn(answered, step)
+        return True
+
+    def learn(self, answered: list[Answers], step: int) -> dict[str, float]:
+        """Store the answered sessions' labels, train the ensemble on all kept labels, let the agent relabel."""
+        t0 = time.time()
+        if self.query_clips is not None:
+            for answers in answered:
+                self.query_clips.record(answers.seg_a, answers.seg_b, answers.labels, answers.session, step)
+        if self.surf is not None:  # its unlabelled pool is sized by the labels there will be after this session
+            labelled = len(self.prefs) + sum(int((~np.isnan(a.labels)).sum()) for a in answered)
+            self.surf.prepare(self.agent_data.select, self.ensemble, labelled, self.rng)
+        for answers in answered:
+            self.store(answers)
+        trained = train_reward_ensemble(self.ensemble, self.optimizer, self.prefs, self.cfg.training, self.rng,
+                                        semi_supervised=self.surf)  # fmt: skip
+        self.updates += 1
+        self.agent_data.reward_updated(self.updates)
+        metrics = {f"reward_model/{k}": v for k, v in trained.items()}
+        if self.surf is not None:
+            metrics["reward_model/surf_confident_fraction"] = self.surf.last_confident_fraction
+        obs, actions, true_rewards = self.agent_data.newest(METRIC_TRANSITIONS)
+        mean, std = predict_rewards(self.ensemble, obs, actions)
+        metrics["reward_model/pearson"] = pearson(mean, true_rewards)
+        metrics["reward_model/ensemble_std"] = float(std.mean())
+        metrics["feedback/session_seconds"] = time.time() - t0
+        metrics["feedback/wait_seconds"], self.idle_seconds = self.idle_seconds, 0.0
+        render_seconds = getattr(self.teacher, "render_seconds", None)
+        if render_seconds:
+            metrics["feedback/clip_render_seconds"] = float(np.mean(render_seconds))
+        metrics |= self.stats.as_scalars()
+        self.log_scalars(metrics, step)
+        log.info("step %d: %d labels, reward model val accuracy %.3f", step, self.stats.total_labels,
+                 metrics["reward_model/val_accuracy"])  # fmt: skip
+        return metrics
+
+    def store(self, answers: Answers) -> None:
+        """Keep the answered queries with their segments' data (skips are counted, not stored)."""
+        labels = answers.labels
+        answered = ~np.isnan(labels)
+        self.prefs.add(answers.seg_a[answered], answers.seg_b[answered], labels[answered], answers.session,
+                       self.cfg.val_split, self.rng)  # fmt: skip
+        if self.cfg.keep_sessions is not None:
+            self.prefs.keep_last_sessions(self.cfg.keep_sessions)
+        self.stats.total_labels += int(answered.sum())
+        self.stats.skipped += int((~answered).sum())
+        self.stats.equal += int((labels[answered] == 0.5).sum())
+        self.stats.sessions += 1
+
+    def final_scalars(self, ended: bool) -> dict[str, float]:
+        """The label counts and the asked/answered report at the end of the run (or its interruption), when a
+        human teacher's unanswered queries are withdrawn once the run has ended (rlhf.teacher_factory)."""
+        from rlhf.teacher_factory import feedback_report
+
+        return {**self.stats.as_scalars(), **feedback_report(self.teacher, self.stats, ended)}
+
+    def completed_sessions(self) -> set[int]:
+        """Sessions whose labels are stored (a restarted human teacher asks none of them again)."""
+        return set(self.prefs.session.tolist())
+
+    # -- checkpoints ----------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"next_session": self.next_session, "updates": self.updates, "idle_seconds": self.idle_seconds,
+                "last_step": self.last_step, "stats": dict(vars(self.stats)), "preferences": self.prefs.state_dict(),
+                "reward_ensemble": self.ensemble.state_dict(),
+                "reward_optimizer": self.optimizer.state_dict()}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        self.next_session = expect(state, "next_session", int, 0)
+        if self.next_session > len(self.sessions):
+            raise ValueError(f"next_session {self.next_session} is beyond the run's {len(self.sessions)} sessions")
+        self.updates = expect(state, "updates", int, 0)
+        self.idle_seconds = float(expect(state, "idle_seconds", (int, float), 0))
+        self.last_step = expect(state, "last_step", int, -1)
+        stats = expect(state, "stats", dict)
+        for key in vars(self.stats):
+            setattr(self.stats, key, expect(stats, key, int, 0))
+        self.prefs.load_state_dict(state["preferences"])
+        self.ensemble.load_state_dict(state["reward_ensemble"])
+        self.optimizer.load_state_dict(state["reward_optimizer"])
+
+
+def make_teacher(args, run, loop: FeedbackLoop, rng: np.random.Generator) -> Teacher:
+    """The teacher the flags ask for; a human teacher (and an autostarted server) is closed when ``run`` ends.
+    A resumed run's loop tells it the sessions whose labels it holds (none is asked again) and the next one."""
+    from rlhf.teacher_factory import human_teacher, simulated_teacher
+
+    if args.teacher_feedback_mode == "human":
+        teacher, server = human_teacher(
+            args, run.directory(), completed_sessions=loop.completed_sessions(), next_session=loop.next_session
+        )
+        run.close_at_end(server.stop if server is not None else None, teacher)
+        return teacher
+    return simulated_teacher(args, rng)
