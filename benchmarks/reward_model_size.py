@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "framework"))
 from rlhf.agent import SAC, SACConfig  # noqa: E402
 from rlhf.config import FeedbackArgs  # noqa: E402
 from rlhf.envs import env_info, get_physics_state, make_env  # noqa: E402
-from rlhf.feedback import pearson, session_config  # noqa: E402
+from rlhf.feedback import pearson  # noqa: E402
 from rlhf.preferences import PreferenceDataset  # noqa: E402
 from rlhf.replay import ReplayBuffer  # noqa: E402
 from rlhf.reward_model import RewardEnsemble, predict_logits, predict_rewards  # noqa: E402
-from rlhf.reward_training import train_reward_ensemble  # noqa: E402
+from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble  # noqa: E402
 from rlhf.teacher import SimulatedTeacher  # noqa: E402
 from rlhf.tensors import to_tensor  # noqa: E402
 
@@ -86,7 +86,7 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     flags = FeedbackArgs()  # sac_rlhf.py's defaults
-    cfg = session_config(flags).training
+    cfg = RewardTrainingConfig.from_args(flags)
     oracle = SimulatedTeacher.from_preset("oracle", np.random.default_rng(0))  # deterministic: no rng draws
     rows = []
     for env_id in a.envs:

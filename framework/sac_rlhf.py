@@ -82,7 +82,11 @@ def main(args: Args) -> dict[str, float]:
         data = ReplayData(rb, ensemble, after_first_update=agent.reset_critics if explore_steps else None)
         prefs = PreferenceDataset(H, info.obs_dim, info.act_dim, info.physics_state_dim)
         surf = Surf(surf_config(args), H) if args.surf else None
-        clips = QueryClipRecorder(run.directory() / "videos" / "queries", args.env_id) if args.capture_video else None
+        clips = (
+            QueryClipRecorder(run.directory() / "videos" / "queries", args.env_id, args.feedback_clip_size)
+            if args.capture_video
+            else None
+        )
         run.close_at_end(clips)
         loop = FeedbackLoop(SessionConfig.from_args(args), sessions, None, ensemble, reward_optimizer, prefs, data,
                             rng_queries, surf, run.log_scalars, clips)  # fmt: skip
