@@ -84,8 +84,9 @@ class GeneralArgs:
     """evaluations without improvement of the best mean return before stopping"""
     early_stopping_mean: float = 0.0
     """stop as soon as the mean evaluation return reaches this value (0 disables this criterion)"""
-    threads: int = 0
-    """torch CPU threads (0: torch's default)"""
+    threads: int = 1
+    """torch CPU threads (0: one per CPU this process may run on). 1 by default: with other jobs on the cores, more
+    threads made SAC updates many times slower (benchmarks/threads.py, numbers in benchmarks/README.md)"""
     runs_dir: str = ""
     """directory for run outputs (default: runs/ at the repository root)"""
     progress_bar: bool = True

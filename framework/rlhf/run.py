@@ -28,6 +28,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -113,8 +114,9 @@ class Run:
             raise ConfigError(str(e)) from e
 
     def torch_setup(self) -> torch.device:
-        if self.args.threads:
-            torch.set_num_threads(self.args.threads)
+        # --threads 0: the CPUs this process may run on (a cluster job's share, not the whole node's cores)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(self.args.threads or cpus)
         seed_everything(self.args.seed, self.args.torch_deterministic)
         return select_device(self.args.cuda)
 
