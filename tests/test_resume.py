@@ -76,6 +76,7 @@ def kill_after_first_checkpoint(name: str, flags: list[str], runs: Path) -> Path
     return run_dir
 
 
+@pytest.mark.timeout(900)  # three runs of the script in one test: 2-4 minutes when the cores are shared
 @pytest.mark.parametrize("name", list(RESUMABLE))
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, name):
     flags = [*argv(RESUMABLE[name], tmp_path / "whole"), "--threads", "1"]
