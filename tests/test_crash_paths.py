@@ -141,7 +141,7 @@ def test_human_run_killed_with_sigkill_resumes_with_every_label_and_keeps_the_to
     assert "Traceback" not in resumed.stderr
     assert "still runs: using it" in resumed.stderr  # it adopted the server instead of starting a second one
     assert "was asked before the restart" in resumed.stderr
-    prefs = load_state(run_dir / "checkpoints" / "final")["preferences"]
+    prefs = load_state(run_dir / "checkpoints" / "final")["feedback"]["preferences"]
     given = labeller.given
     expected = [given[q] for q in sorted(given) if given[q] is not None]
     np.testing.assert_array_equal(prefs["labels"], np.array(expected, np.float32))  # every label, in order

@@ -251,7 +251,7 @@ def test_a_tiny_pebble_run(tmp_path, env_id):
 
     m = run_in_process(sac_rlhf, argv(TINY_SAC_RLHF, tmp_path, env_id=env_id))
     assert m["step"] == 900 and m["feedback/total_labels"] == 15 and np.isfinite(m["eval/mean_return"])
-    states = load_state(Path(m["run_dir"]) / "checkpoints" / "final")["preferences"]["a_physics_states"]
+    states = load_state(Path(m["run_dir"]) / "checkpoints" / "final")["feedback"]["preferences"]["a_physics_states"]
     seeds, lengths = states[..., 0], states[..., 1]
     if "stack" in env_id:  # 250-step episodes: labelled segments of several episodes, each with its own seed
         assert len(np.unique(seeds)) > 1 and np.all(seeds >= 0)

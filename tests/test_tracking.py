@@ -35,9 +35,9 @@ def test_resume_takes_the_token_from_its_own_call(tmp_path):
     from rlhf.tracking import recorded_args
 
     (tmp_path / "args.json").write_text(json.dumps(recorded_args(sac_rlhf.Args(feedback_server_token=SECRET, seed=7))))
-    again = resumed_args(sac_rlhf.Args(resume=str(tmp_path), feedback_server_token="given-again-0123456789"))
+    again, _ = resumed_args(sac_rlhf.Args(resume=str(tmp_path), feedback_server_token="given-again-0123456789"))
     assert again.seed == 7 and again.feedback_server_token == "given-again-0123456789"
-    assert resumed_args(sac_rlhf.Args(resume=str(tmp_path))).feedback_server_token is None
+    assert resumed_args(sac_rlhf.Args(resume=str(tmp_path)))[0].feedback_server_token is None
 
 
 def test_tracked_run_keeps_secrets_out_and_its_wandb_dir_holds_no_links_into_itself(tmp_path, monkeypatch):
