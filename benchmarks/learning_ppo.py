@@ -37,11 +37,9 @@ def run(algorithm: str, seed: int, steps: int, eval_every: int, runs_dir: str) -
 
 
 def eval_curve(run_dir: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from rlhf.runs import read_scalars  # the run reader that also follows resumed runs
 
-    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars("eval/mean_return")]
+    return [(s.step, s.value) for s in read_scalars(run_dir)["eval/mean_return"]]
 
 
 def main() -> None:
