@@ -18,7 +18,7 @@ from rlhf.cli import run_cli
 from rlhf.config import GeneralArgs, ResumeArgs, check_flags
 from rlhf.env_state import VectorEnvState
 from rlhf.envs import env_info
-from rlhf.ppo_agent import PPOAgent, PPOArgs, RewardScaler, ppo_update
+from rlhf.ppo_agent import PPOAgent, PPOArgs, RewardScaler, num_rollouts, ppo_update
 from rlhf.rollout import RolloutBuffer, final_observations, make_vector_env
 from rlhf.run import Run
 
@@ -33,11 +33,6 @@ def main(args: Args) -> dict[str, float]:
     args = run.args
     with run.checking_flags():
         check_flags(args)
-        if args.total_timesteps < args.num_envs * args.num_steps:
-            raise ValueError(
-                f"--total-timesteps ({args.total_timesteps}) is less than one rollout "
-                f"(--num-envs × --num-steps = {args.num_envs * args.num_steps})"
-            )
         envs = make_vector_env(args.env_id, args.num_envs, args.seed, "human" if args.render_mode == "human" else None)
         eval_env = run.make_eval_env()
         run.close_at_end(envs, eval_env)
@@ -48,7 +43,7 @@ def main(args: Args) -> dict[str, float]:
         optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
         N, T = args.num_envs, args.num_steps
         batch_size = N * T
-        num_iterations = args.total_timesteps // batch_size
+        num_iterations = num_rollouts(args.total_timesteps, batch_size)
         rollout = RolloutBuffer(T, N, info.obs_dim, info.act_dim)
         reward_scaler = RewardScaler(N, args.gamma)
         next_obs, _ = envs.reset(seed=args.seed)

@@ -28,7 +28,7 @@ from rlhf.env_state import VectorEnvState
 from rlhf.envs import env_info, get_physics_state
 from rlhf.exploration import RunningStd, load_exploration, save_exploration, state_entropy_reward
 from rlhf.feedback_loop import FeedbackLoop, SessionConfig, make_teacher
-from rlhf.ppo_agent import PPOAgent, PPOArgs, RewardScaler, ppo_update
+from rlhf.ppo_agent import PPOAgent, PPOArgs, RewardScaler, num_rollouts, ppo_update
 from rlhf.preferences import PreferenceDataset
 from rlhf.registry import Stateful
 from rlhf.reward_model import RewardEnsemble, predict_rewards
@@ -60,7 +60,7 @@ class Args(ResumeArgs, PPOArgs, SurfArgs, RuneArgs, ExplorationArgs, FeedbackArg
         if self.query_window_rollouts <= 0:
             raise ValueError(f"--query-window-rollouts must be positive, got {self.query_window_rollouts}")
         batch = self.num_envs * self.num_steps
-        if -(-self.explore_steps() // batch) * batch >= (self.total_timesteps // batch) * batch:
+        if -(-self.explore_steps() // batch) * batch >= -(-self.total_timesteps // batch) * batch:
             raise ValueError(
                 f"--total-explore-steps ({self.explore_steps()}) leaves no rollout of --total-timesteps "
                 f"({self.total_timesteps}) for learning from feedback (one rollout = --num-envs × --num-steps = "
@@ -81,7 +81,7 @@ def main(args: Args) -> dict[str, float]:
         if min(info.max_episode_steps, args.query_window_rollouts * T) < H:
             raise ValueError(f"--trajectory-length {H} is longer than an episode or the rollout window")
         batch_size = N * T
-        num_iterations = args.total_timesteps // batch_size
+        num_iterations = num_rollouts(args.total_timesteps, batch_size)
         explore_iterations = -(-args.explore_steps() // batch_size)  # rollouts that start before exploration ends
         num_sessions = args.teacher_feedback_total_queries // args.teacher_feedback_num_queries_per_session
         # a session runs after the first rollout that ends at or after its step; the last rollout ends at the end

@@ -125,6 +125,17 @@ def test_pref_ppo_with_surf_rune_and_entropy_queries(tmp_path, monkeypatch):
     assert load_state(run_dir / "checkpoints" / "final")["feedback"]["stats"]["total_labels"] == 12
 
 
+def test_a_budget_between_rollouts_is_rounded_up_and_said(tmp_path, caplog):
+    """1000 steps in rollouts of 2 × 64 = 128: 8 whole rollouts, 1024 steps, and one log line says so (issue 9,
+    item 12: 50 000 used to become 49 152 without a word)."""
+    caplog.set_level("INFO", logger="cleanrlhf")
+    m = run_in_process(ppo, argv(TINY_PPO, tmp_path, "--log-level", "INFO", total_timesteps=1000))
+    assert m["step"] == 1024
+    said = [r.getMessage() for r in caplog.records if "not a multiple of one rollout" in r.getMessage()]
+    assert said == ["--total-timesteps 1000 is not a multiple of one rollout (--num-envs × --num-steps = 128): "
+                    "running 8 rollouts, 1024 steps"]  # fmt: skip
+
+
 def test_ppo_cli_from_the_repo_root(tmp_path):
     cmd = [sys.executable, "framework/ppo.py", *argv(TINY_PPO, tmp_path, total_timesteps=256)]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -137,7 +148,7 @@ def test_ppo_cli_from_the_repo_root(tmp_path):
     ("module", "flags", "needle"),
     [
         (ppo, ["--num-minibatches", "3"], "--num-minibatches"),
-        (ppo, ["--total-timesteps", "100"], "--total-timesteps"),
+        (ppo, ["--total-timesteps", "0"], "--total-timesteps"),
         (pref_ppo, ["--num-minibatches", "3"], "--num-minibatches"),
         (pref_ppo, ["--total-explore-steps", "1536"], "--total-explore-steps"),
         (pref_ppo, ["--surf", "--max-augmentation-offset", "16"], "--max-augmentation-offset"),

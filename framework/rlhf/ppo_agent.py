@@ -6,12 +6,29 @@ reward scaling (by the running std of the discounted return), and the clipped-ob
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.distributions.normal import Normal
+
+log = logging.getLogger("cleanrlhf")
+
+
+def num_rollouts(total_timesteps: int, batch_size: int) -> int:
+    """Whole rollouts of ``batch_size`` steps that cover ``total_timesteps``, rounded up so that a run takes at least
+    the steps asked for (Stable-Baselines3's ``learn`` also ends on the first whole rollout past its budget); a budget
+    that is not a multiple of a rollout is said once, not rounded silently (issue 9, item 12)."""
+    rollouts = -(-total_timesteps // batch_size)
+    if rollouts * batch_size != total_timesteps:
+        log.info(
+            "--total-timesteps %d is not a multiple of one rollout (--num-envs × --num-steps = %d): running %d "
+            "rollouts, %d steps",
+            total_timesteps, batch_size, rollouts, rollouts * batch_size,
+        )  # fmt: skip
+    return rollouts
 
 
 @dataclass
