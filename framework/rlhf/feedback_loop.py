@@ -34,6 +34,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from rlhf.checkpoint import signals_deferred
 from rlhf.feedback import Answers, FeedbackStats, Teacher, pearson
 from rlhf.preferences import PreferenceDataset
 from rlhf.queries import Strategy
@@ -145,7 +146,10 @@ class FeedbackLoop:
         self.idle_seconds += time.time() - t_wait
         if not answered:
             return False
-        self.learn(answered, step)
+        # The answers live only in memory until stored: an interrupt waits for the update, so a checkpoint never
+        # holds half a session (a SIGTERM inside PreferenceDataset.add saved A segments without their B segments).
+        with signals_deferred("the reward model update"):
+            self.learn(answered, step)
         return True
 
     def learn(self, answered: list[Answers], step: int) -> dict[str, float]:

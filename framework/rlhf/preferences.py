@@ -82,3 +82,7 @@ class PreferenceDataset:
         self.labels = np.asarray(state["labels"], np.float32)
         self.session = np.asarray(state["session"], np.int64)
         self.is_val = np.asarray(state["is_val"], bool)
+        sizes = {"a segments": len(self.seg_a), "b segments": len(self.seg_b), "labels": len(self.labels),
+                 "sessions": len(self.session), "validation flags": len(self.is_val)}  # fmt: skip
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"the stored preferences do not pair up: {sizes}")
