@@ -66,6 +66,9 @@ class GeneralArgs:
     """'human' opens MuJoCo's live viewer during training (needs a display)"""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """logging verbosity"""
+    log_file: bool = True
+    """also write the log to log.log in the run directory (appended to when the run is resumed), as the original
+    CleanRLHF does"""
     env_id: str = "Hopper-v5"
     """a Gymnasium MuJoCo v5 id (e.g. Hopper-v5) or dm_control/<domain>-<task>-v0"""
     total_timesteps: int = 1_000_000
@@ -81,9 +84,15 @@ class GeneralArgs:
     early_stopping_step: int = 500_000
     """earliest step at which early stopping may stop the run"""
     early_stop_patience: int = 5
-    """evaluations without improvement of the best mean return before stopping"""
+    """evaluations without improvement of the best mean return before stopping; also how many of the latest
+    evaluations --early-stopping-mean averages (the original's only use of it)"""
     early_stopping_mean: float = 0.0
-    """stop as soon as the mean evaluation return reaches this value (0 disables this criterion)"""
+    """stop when the mean return of the last --early-stop-patience evaluations is at or above this value (below it
+    with --no-enable-greater-or-smaller-check); 0 disables this criterion"""
+    enable_greater_or_smaller_check: bool = True
+    """the direction of --early-stopping-mean: stop once the return reaches it (a target), or, with
+    --no-enable-greater-or-smaller-check (the original CleanRLHF's default), once it is still below it (a run not
+    worth finishing)"""
     threads: int = 1
     """torch CPU threads (0: one per CPU this process may run on). 1 by default: with other jobs on the cores, more
     threads made SAC updates many times slower (benchmarks/threads.py, numbers in benchmarks/README.md)"""
@@ -93,7 +102,8 @@ class GeneralArgs:
     """show a progress bar on stderr"""
 
     def check(self) -> None:
-        _positive(self, "total_timesteps", "log_frequency", "evaluation_frequency", "evaluation_episodes")
+        _positive(self, "total_timesteps", "log_frequency", "evaluation_frequency", "evaluation_episodes",
+                  "early_stop_patience")  # fmt: skip
         _non_negative(self, "threads")
         if self.capture_video and self.render_mode == "human":
             raise ValueError("--capture-video and --render-mode human cannot be used together in one run")
@@ -108,7 +118,7 @@ class ResumeArgs:
     """save a resumable checkpoint (with the replay buffer) at the first episode end after every this many steps"""
     resume: str | None = None
     """continue the run in this run directory from its last checkpoint, with the run's own flags (only --threads,
-    --progress-bar and --log-level may be given again)"""
+    --progress-bar, --log-level and --log-file may be given again)"""
 
     def check(self) -> None:
         _positive(self, "checkpoint_frequency")
@@ -215,9 +225,10 @@ class FeedbackArgs:
     teacher_sim_epsilon: float | None = None
     """probability of flipping a label (mistakes)"""
     teacher_sim_delta_skip: float | None = None
-    """skip queries whose two returns are both below this"""
+    """skip queries whose two returns are both below this (negative: never skip, e.g. the original CleanRLHF's
+    -10000000)"""
     teacher_sim_delta_equal: float | None = None
-    """label 0.5 when the returns differ by less than this"""
+    """label 0.5 when the returns differ by less than this (negative: never)"""
 
     def keep_sessions(self) -> int | None:
         """--pref-buffer-size-sessions: None ('all') keeps every label."""

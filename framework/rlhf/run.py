@@ -45,9 +45,11 @@ from rlhf.envs import configure_headless_rendering, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.registry import CheckpointRegistry, Stateful
 from rlhf.tracking import (
+    LOG_FILE,
     EpisodeWindow,
     ProgressBar,
     Tracker,
+    log_to_file,
     make_run_dir,
     recorded_args,
     run_name,
@@ -94,9 +96,8 @@ class Run:
         self.step = self.start_step = 0
         self.last_eval = float("nan")
         self.result: dict[str, Any] = {}
-        self.early_stopping = EarlyStopping(
-            args.early_stopping, args.early_stopping_step, args.early_stop_patience, args.early_stopping_mean
-        )
+        self.early_stopping = EarlyStopping(args.early_stopping, args.early_stopping_step, args.early_stop_patience,
+                                            args.early_stopping_mean, args.enable_greater_or_smaller_check)  # fmt: skip
 
     @property
     def resumed(self) -> bool:
@@ -161,6 +162,8 @@ class Run:
         args = self.args
         self.registry.register("run", Stateful(self._state_dict, self._load_state_dict))
         run_dir = self.directory()
+        if args.log_file:
+            self.close_at_end(log_to_file(run_dir / LOG_FILE))
         if self.resumed:
             try:
                 start_step = self.registry.restore(run_dir / "checkpoints" / "resume", total_steps)
