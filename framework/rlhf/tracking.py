@@ -142,9 +142,10 @@ class Tracker:
             # that TensorBoard then listed as extra runs (issue 9, item 8).
             argv, sys.argv = sys.argv, redacted_argv(sys.argv)  # W&B records the command line in its metadata
             try:
+                # "" (the original CleanRLHF's scripts pass --wandb_entity "") means W&B's default, like None
                 self.wandb = wandb.init(
-                    project=project,
-                    entity=entity,
+                    project=project or None,
+                    entity=entity or None,
                     config=config,
                     name=run_dir.name,
                     dir=str(run_dir),
