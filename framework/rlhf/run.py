@@ -91,6 +91,7 @@ class Run:
         self.run_dir: Path | None = None
         self._made_dir = False
         self._closers: list[Callable[[], Any]] = []
+        self._stop_log: Callable[[], None] = lambda: None
         self._final_scalars: list[Callable[[bool], dict[str, float]]] = []
         self._generators: dict[str, np.random.Generator] = {}
         self.step = self.start_step = 0
@@ -110,6 +111,7 @@ class Run:
         try:
             yield
         except ValueError as e:
+            self._stop_log()  # the run ends here: its log file (in a directory that may go now) is closed
             if self._made_dir and self.run_dir is not None:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise ConfigError(str(e)) from e
@@ -163,7 +165,8 @@ class Run:
         self.registry.register("run", Stateful(self._state_dict, self._load_state_dict))
         run_dir = self.directory()
         if args.log_file:
-            self.close_at_end(log_to_file(run_dir / LOG_FILE))
+            self._stop_log = log_to_file(run_dir / LOG_FILE)
+            self.close_at_end(self._stop_log)
         if self.resumed:
             try:
                 start_step = self.registry.restore(run_dir / "checkpoints" / "resume", total_steps)
