@@ -1,6 +1,7 @@
 """--capture-video in human mode keeps the queried clips in the run directory, as in synthetic mode: each queried
 pair as two H.264 mp4 files under videos/queries/ with a line of index.jsonl (session, query, step, clips, label),
-besides the WebM clips the labelling server shows (issue 13, item 4)."""
+besides the WebM clips the labelling server shows (issue 13, item 4). The feedback loop records the clips of every
+answered session whoever the teacher is (rlhf.feedback_loop.FeedbackLoop.learn); this pins it for people."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from conftest import REPO_ROOT
 from script_runs import argv
 from test_human_teacher import HUMAN_RUN, free_port, label_everything
@@ -16,6 +18,8 @@ from test_human_teacher import HUMAN_RUN, free_port, label_everything
 from rlhf.checkpoint import load_state
 
 
+# one human-mode run with clips: 243 s measured with other jobs on the 2 cores, over 540 s at load 15
+@pytest.mark.timeout(900)
 def test_human_mode_with_capture_video_keeps_the_queried_mp4s_and_their_index(tmp_path):
     """A real autostarted server, answered by a scripted labeller through the page's routes (A, B, equal, skip in
     turn). Fails if human mode writes no clips, or an index that disagrees with the labels the trainer learned."""
@@ -28,13 +32,14 @@ def test_human_mode_with_capture_video_keeps_the_queried_mp4s_and_their_index(tm
         out = subprocess.run(
             [sys.executable, "framework/sac_rlhf.py", *argv(HUMAN_RUN, tmp_path / "runs"), "--capture-video",
              "--teacher-feedback-mode", "human", "--feedback-server-autostart", "--feedback-server-url", url],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=280,
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=840,
         )  # fmt: skip
     finally:
         stop.set()
         labeller.join(timeout=15)
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
+    assert "label queries at" in (run_dir / "log.log").read_text()  # --log-file (default on): the run's log, kept
     queries = run_dir / "videos" / "queries"
     index = [json.loads(line) for line in (queries / "index.jsonl").read_text().splitlines()]
     assert [(e["session"], e["query"]) for e in index] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2),
