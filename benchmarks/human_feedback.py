@@ -20,10 +20,9 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "framework"))
+from rlhf.feedback_server_process import start_feedback_server
 
-from rlhf.feedback_server_process import start_feedback_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def labeller(url: str, stop: threading.Event, think: float) -> None:

@@ -157,7 +157,7 @@ class SACArgs:
         _positive(self, "buffer_size", "batch_size", "policy_frequency", "target_network_frequency",
                   "actor_and_q_net_hidden_dim", "actor_and_q_net_hidden_layers")  # fmt: skip
         _non_negative(self, "learning_starts")
-        if self.learning_starts >= self.total_timesteps:
+        if self.learning_starts >= self.total_timesteps:  # type: ignore[attr-defined]  # GeneralArgs, in every Args
             raise ValueError(f"--learning-starts ({self.learning_starts}) must be below --total-timesteps")
 
 
@@ -277,7 +277,7 @@ class SurfArgs:
     def check(self) -> None:
         if not self.surf:
             return
-        H = self.trajectory_length
+        H = self.trajectory_length  # type: ignore[attr-defined]  # FeedbackArgs, in every Args with SURF
         if not 0 <= self.min_augmentation_offset <= self.max_augmentation_offset < H:
             raise ValueError(
                 "SURF needs 0 <= --min-augmentation-offset <= --max-augmentation-offset < --trajectory-length, got "

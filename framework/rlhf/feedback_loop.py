@@ -41,6 +41,7 @@ from rlhf.queries import Strategy
 from rlhf.registry import expect
 from rlhf.reward_model import RewardEnsemble, predict_rewards
 from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble
+from rlhf.segments import Segments
 from rlhf.surf import Surf
 
 log = logging.getLogger("cleanrlhf")
@@ -55,7 +56,9 @@ METRIC_TRANSITIONS = 10_000
 class AgentData(Protocol):
     """The algorithm's side of the loop."""
 
-    def select(self, n: int, candidates: int, length: int, strategy: Strategy, rng: np.random.Generator):
+    def select(
+        self, n: int, candidates: int, length: int, strategy: Strategy, rng: np.random.Generator
+    ) -> tuple[Segments, Segments]:
         """(segments A, segments B): n pairs chosen by ``strategy`` among ``candidates`` drawn from the buffer."""
 
     def newest(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

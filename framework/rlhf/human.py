@@ -88,7 +88,7 @@ class HumanTeacher:
             return
         path = self.pending_dir / f"session_{session:04d}.npz"
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **seg_a.as_arrays("a_"), **seg_b.as_arrays("b_"))
+        np.savez(tmp, **seg_a.as_arrays("a_"), **seg_b.as_arrays("b_"))  # type: ignore[arg-type]  # numpy stub: **dict may bind allow_pickle
         tmp.replace(path)
         self._enqueue(seg_a, seg_b, session)
 
