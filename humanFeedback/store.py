@@ -107,6 +107,8 @@ CREATE TABLE IF NOT EXISTS labels (
     FOREIGN KEY (run_id, query_id) REFERENCES queries(run_id, query_id)
 );
 CREATE INDEX IF NOT EXISTS labels_labeller ON labels (labeller, id);
+-- a query's answers: who may claim it (a doubled query's second labeller, a repeat's), whether it is done
+CREATE INDEX IF NOT EXISTS labels_query ON labels (run_id, query_id);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- global and increasing; a run's events are a subsequence
     run_id TEXT NOT NULL REFERENCES runs(run_id),

@@ -179,6 +179,14 @@ class FeedbackArgs:
     """seconds to wait per session before training on (0: no limit); late answers are used when they arrive"""
     feedback_clip_size: int = 240
     """width and height in pixels of the clips shown to labellers"""
+    feedback_repeat_fraction: float = 0.0
+    """human teacher: ask this fraction of each session's queries more, re-asking earlier labelled pairs (sides
+    swapped) of their labeller, to measure self-consistency; repeats never train"""
+    feedback_double_fraction: float = 0.0
+    """human teacher: this fraction of each session's queries is answered by two different labellers, to measure
+    their agreement; it trains on the label both gave, and a disagreement is dropped"""
+    feedback_exclude_labeller: tuple[str, ...] = ()
+    """human teacher: labellers whose answers this run ignores, labels already learned from included (repeatable)"""
     teacher_feedback_schedule: Literal["linear", "exponential"] = "exponential"
     """when feedback sessions happen: evenly spaced, or dense early with exponentially growing gaps"""
     teacher_feedback_total_queries: int = 1_400
@@ -250,6 +258,14 @@ class FeedbackArgs:
             raise ValueError(f"--reward-net-dropout must be in [0, 1), got {self.reward_net_dropout}")
         if self.feedback_server_autostart and self.teacher_feedback_mode != "human":
             raise ValueError("--feedback-server-autostart needs --teacher-feedback-mode human")
+        for name in ("feedback_repeat_fraction", "feedback_double_fraction"):
+            flag = "--" + name.replace("_", "-")
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{flag} must be in [0, 1], got {getattr(self, name)}")
+            if getattr(self, name) and self.teacher_feedback_mode != "human":
+                raise ValueError(f"{flag} needs --teacher-feedback-mode human (the simulated teacher never varies)")
+        if self.feedback_exclude_labeller and self.teacher_feedback_mode != "human":
+            raise ValueError("--feedback-exclude-labeller needs --teacher-feedback-mode human")
         if self.teacher_feedback_mode == "human":
             from rlhf.teacher_factory import check_server_url
 

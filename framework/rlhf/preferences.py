@@ -54,6 +54,12 @@ class PreferenceDataset:
         kept = np.unique(self.session)[-sessions:]
         self._select(np.isin(self.session, kept))
 
+    def drop_session(self, session: int) -> int:
+        """Forget one session's labels (they are learned again, revised: rlhf.labeller_quality); how many."""
+        gone = self.session == session
+        self._select(~gone)
+        return int(gone.sum())
+
     def remove_last(self, n: int) -> None:
         self._select(np.arange(len(self)) < len(self) - n)
 
