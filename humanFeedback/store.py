@@ -602,7 +602,6 @@ class Store:
                 raise Conflict("already_answered", "this query has already been answered")
             if row["state"] != "leased" or row["lease_holder"] != labeller:
                 raise Conflict("not_leased", "this query is not leased to you (claim it first)")
-            self._check_not_excluded(labeller)
             kind = "skip" if label is None else "label"
             seconds = None if row["leased_at"] is None else max(now - row["leased_at"], 0.0)
             with self._tx() as db:
