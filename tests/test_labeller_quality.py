@@ -1,0 +1,175 @@
+"""Labeller quality on the trainer's side (rlhf.labeller_quality, LabelLog, HumanTeacher): how the answers of two
+labellers make one label, which queries are doubled and repeated, and a human teacher that asks doubled queries and
+repeats of a real server, waits for both answers, never trains on a repeat and drops an excluded labeller's labels
+from sessions it has already handed over."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from rlhf.feedback_client import FeedbackClient, FeedbackEvent, LabelLog
+from rlhf.labeller_quality import choose_doubled, choose_repeats, combine, quality_scalars
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        ({"ann": 1.0}, 1.0),
+        ({"ann": 1.0, "bob": 1.0}, 1.0),
+        ({"ann": 1.0, "bob": 0.0}, None),  # a tie: no majority, dropped
+        ({"ann": 0.5, "bob": 0.0}, None),
+        ({"ann": 0.0, "bob": None}, 0.0),  # a skip abstains
+        ({"ann": None}, None),
+        ({"ann": 1.0, "bob": 0.0, "cy": 0.0}, 0.0),
+    ],
+)
+def test_combine_is_the_strict_majority_of_the_labels(answers, expected):
+    assert combine(answers) == expected
+
+
+def test_combine_ignores_excluded_labellers():
+    assert combine({"ann": 1.0, "bob": 0.0}, excluded={"bob"}) == 1.0
+    assert combine({"bob": 0.0}, excluded={"bob"}) is None
+
+
+def test_doubled_and_repeated_counts():
+    rng = np.random.default_rng(0)
+    doubled = choose_doubled(20, 0.25, rng)
+    assert doubled.dtype == bool and doubled.sum() == 5
+    assert choose_doubled(20, 0.0, rng).sum() == 0
+    picks = choose_repeats(20, 0.1, ["a", "b", "c"], rng)
+    assert len(picks) == 2 and len(set(picks)) == 2 and set(picks) <= {"a", "b", "c"}
+    assert choose_repeats(20, 0.5, ["a"], rng) == ["a"]  # no more than there are
+    assert choose_repeats(20, 0.5, [], rng) == []
+
+
+def _ev(seq: int, kind: str, q: str, who: str, label: float | None = None) -> FeedbackEvent:
+    return FeedbackEvent(seq=seq, type=kind, query_id=q, labeller=who, created_at="", label=label)
+
+
+def test_label_log_keeps_each_labellers_answer_and_a_retract_undoes_only_theirs():
+    log = LabelLog()
+    log.apply([_ev(1, "label", "q0", "ann", 1.0), _ev(2, "label", "q0", "bob", 0.0), _ev(3, "skip", "q1", "ann")])
+    assert log.answers == {"q0": {"ann": 1.0, "bob": 0.0}, "q1": {"ann": None}}
+    assert log.answered("q0", wanted=2) and not log.answered("q1", wanted=2)
+    assert log.labels == {} and log.skipped == {"q0", "q1"}  # q0 disagrees: no label
+    log.apply([_ev(4, "retract", "q0", "bob")])
+    assert log.labels == {"q0": 1.0} and not log.answered("q0", wanted=2)
+    assert not log.answered("q0", excluded={"ann"})
+
+
+def test_quality_scalars_name_each_labeller():
+    stats = [
+        {
+            "labeller": "ann smith",
+            "excluded": False,
+            "answers": 10,
+            "median_seconds": 3.5,
+            "agreement": {"n": 4, "rate": 0.75},
+            "self_consistency": {"n": 0, "rate": None, "flip_rate": None},
+        }
+    ]
+    out = quality_scalars(stats)
+    assert out["feedback/labeller/ann_smith/agreement"] == 0.75
+    assert out["feedback/labeller/ann_smith/median_answer_seconds"] == 3.5
+    assert "feedback/labeller/ann_smith/self_consistency" not in out  # nothing measured yet
+    assert out["feedback/labellers"] == 1.0 and out["feedback/labellers_excluded"] == 0.0
+
+
+def _segments(n: int):
+    """n pairs of 8-step segments in real Hopper states (so that clips render), distinct observations."""
+    from test_replay import fill
+
+    from rlhf.envs import get_physics_state, make_env
+    from rlhf.replay import ReplayBuffer
+
+    rb = fill(ReplayBuffer(200, 3, 2, 4), [(60, False), (60, False)])
+    rng = np.random.default_rng(0)
+    seg_a, seg_b = rb.sample_segments(n, 8, rng), rb.sample_segments(n, 8, rng)
+    hopper = make_env("Hopper-v5", seed=0)
+    hopper.reset(seed=0)
+    state = get_physics_state(hopper).astype(np.float32)
+    hopper.close()
+    for seg in (seg_a, seg_b):
+        seg.physics_states = np.broadcast_to(state, (n, 8, len(state))).copy()
+    return seg_a, seg_b
+
+
+def _label(url: str, who: str, choice_of, stop: threading.Event, log: list) -> None:
+    """A scripted labeller through the page's routes: ``choice_of(query_id)`` is its answer."""
+    http = requests.Session()
+    while not stop.is_set():
+        query = http.post(f"{url}/api/claim", json={"labeller": who}, timeout=10).json()["query"]
+        if query is None:
+            http.get(f"{url}/api/wait", params={"wait": 0.5, "labeller": who}, timeout=10)
+            continue
+        choice = choice_of(query["query_id"])
+        body = {"labeller": who, "run_id": query["run_id"], "query_id": query["query_id"], "choice": choice}
+        http.post(f"{url}/api/answer", json=body, timeout=10).raise_for_status()
+        log.append((who, query["query_id"], choice))
+
+
+def test_human_teacher_doubles_repeats_and_revises_after_an_exclusion(tmp_path):
+    """Session 0: 4 pairs, 2 of them doubled; ann always answers A, bob answers B on s0000-q* (so doubled pairs
+    disagree and are dropped); session 1 repeats 2 labelled pairs of session 0, which never train. Excluding bob
+    on the server revises session 0: the pairs only bob answered lose their label, the doubled ones get ann's."""
+    from rlhf.feedback_server_process import start_feedback_server
+    from rlhf.human import HumanTeacher
+
+    seg_a, seg_b = _segments(4)
+    server = start_feedback_server(port=0, data_dir=tmp_path / "server")
+    stop = threading.Event()
+    given: list = []
+    workers = [
+        threading.Thread(target=_label, args=(server.url, "ann", lambda q: "A", stop, given), daemon=True),
+        threading.Thread(target=_label, args=(server.url, "bob", lambda q: "B", stop, given), daemon=True),
+    ]
+    try:
+        teacher = HumanTeacher(FeedbackClient(server.url, "run-1"), "Hopper-v5", "hop", tmp_path / "pending", 32,
+                               repeat_fraction=0.5, double_fraction=0.5, rng=np.random.default_rng(1))  # fmt: skip
+        teacher.submit(seg_a, seg_b, session=0)
+        for w in workers:
+            w.start()
+        (first,) = teacher.collect(wait=True, timeout=120)
+        doubled = teacher.doubled[0]
+        assert doubled.sum() == 2
+        by_query: dict = {}
+        for who, q, choice in given:
+            by_query.setdefault(q, {})[who] = choice
+        for i in range(4):
+            answers = by_query[f"s0000-q{i:03d}"]
+            assert len(answers) == (2 if doubled[i] else 1)  # the trainer waited for both labellers
+            expected = np.nan if doubled[i] else {"A": 0.0, "B": 1.0}[next(iter(answers.values()))]
+            np.testing.assert_equal(first.labels[i], expected)  # disagreeing doubles are dropped
+
+        teacher.submit(seg_a, seg_b, session=1)
+        (second,) = teacher.collect(wait=True, timeout=120)
+        assert len(second.labels) == 4  # the session's own pairs only: repeats never train
+        deadline = time.time() + 60
+        while sum(q.startswith("s0001-r") for _, q, _ in given) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+        repeats = [(who, q) for who, q, _ in given if q.startswith("s0001-r")]
+        assert len(repeats) == 2  # round(4 * 0.5) repeats, each answered by one who labelled the original
+        stats = {s["labeller"]: s for s in teacher.client.labeller_stats()}
+        assert sum(s["self_consistency"]["n"] for s in stats.values()) == 2
+        assert all(s["self_consistency"]["rate"] in (None, 1.0) for s in stats.values())  # constant answers
+
+        assert teacher.revisions() == []  # nothing excluded yet
+        teacher.client.exclude_labeller("bob")
+        teacher.quality_scalars()  # refreshes the exclusions, as the loop does at every reward update
+        revised = {r.session: r for r in teacher.revisions()}
+        assert set(revised) <= {0, 1} and 0 in revised
+        for i in range(4):
+            only_bob = set(by_query[f"s0000-q{i:03d}"]) == {"bob"}
+            np.testing.assert_equal(revised[0].labels[i], np.nan if only_bob else 0.0)  # ann's A where she answered
+        assert teacher.revisions() == []  # each exclusion revises once
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=15)
+        server.stop()
