@@ -175,3 +175,82 @@ def test_human_teacher_doubles_repeats_and_revises_after_an_exclusion(tmp_path):
         for w in workers:
             w.join(timeout=15)
         server.stop()
+
+
+class RevisingTeacher:
+    """A teacher that answers a session at once and, once asked to, hands back session 0 revised (one label gone,
+    as when its labeller is excluded), with labeller statistics as the server would give them."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng, self.pending, self.revise = rng, [], None
+
+    def submit(self, seg_a, seg_b, session):
+        from rlhf.feedback import Answers
+
+        self.pending.append(Answers(seg_a, seg_b, np.array([0.0, 1.0, 0.5, 1.0], np.float32), session))
+
+    def collect(self, wait, timeout=0.0):
+        out, self.pending = self.pending, []
+        return out
+
+    def revisions(self):
+        out, self.revise = ([] if self.revise is None else [self.revise]), None
+        return out
+
+    def quality_scalars(self):
+        return {"feedback/labeller/ann/agreement": 0.9}
+
+
+def test_the_feedback_loop_replaces_a_revised_session_and_logs_labeller_scalars():
+    """A revised session's old labels are forgotten and its new ones stored in their place (counted once)."""
+    import torch
+
+    from rlhf.feedback import Answers
+    from rlhf.feedback_loop import FeedbackLoop, SessionConfig
+    from rlhf.preferences import PreferenceDataset
+    from rlhf.reward_model import RewardEnsemble
+    from rlhf.reward_training import RewardTrainingConfig
+    from rlhf.segments import Segments
+
+    rng = np.random.default_rng(0)
+
+    def segs(n: int = 4) -> Segments:  # n segments of 5 steps, 3-d observations, 2-d actions
+        return Segments(obs=rng.normal(size=(n, 5, 3)).astype(np.float32),
+                        actions=rng.normal(size=(n, 5, 2)).astype(np.float32), true_rewards=np.zeros((n, 5), np.float32),
+                        mask=np.ones((n, 5), bool), physics_states=np.zeros((n, 5, 1), np.float32))  # fmt: skip
+
+    def stored(seg: Segments, session: int) -> Segments:
+        return seg[loop.prefs.session == session]
+
+    class Data:
+        def select(self, n, candidates, length, strategy, rng):
+            return segs(n), segs(n)
+
+        def newest(self, n):
+            return (
+                rng.normal(size=(10, 3)).astype(np.float32),
+                rng.normal(size=(10, 2)).astype(np.float32),
+                rng.normal(size=10),
+            )
+
+        def reward_updated(self, updates):
+            pass
+
+    cfg = SessionConfig(4, 1, 5, "uniform", 0.0, None, RewardTrainingConfig(epochs=1), wait=False, timeout=0.0)
+    ensemble = RewardEnsemble(3, 2, members=1, hidden_dim=8, hidden_layers=1)
+    logged: list[dict] = []
+    teacher = RevisingTeacher(rng)
+    loop = FeedbackLoop(cfg, np.array([0, 100]), teacher, ensemble, torch.optim.Adam(ensemble.parameters()),
+                        PreferenceDataset(5, 3, 2, 1), Data(), rng, log_scalars=lambda m, s: logged.append(m))  # fmt: skip
+    assert loop.step(0) and loop.step(100)
+    assert len(loop.prefs) == 8 and loop.stats.total_labels == 8 and loop.stats.equal == 2
+    assert logged[-1]["feedback/labeller/ann/agreement"] == 0.9
+    old0 = loop.prefs.seg_a.obs[loop.prefs.session == 0]
+    revised_labels = np.array([0.0, np.nan, 0.5, 1.0], np.float32)  # the second one's labeller was excluded
+    teacher.revise = Answers(stored(loop.prefs.seg_a, 0), stored(loop.prefs.seg_b, 0), revised_labels, 0)
+    assert loop.step(200)  # no new session: the revision alone is an update
+    assert len(loop.prefs) == 7 and loop.stats.total_labels == 7 and loop.stats.skipped == 1
+    assert loop.stats.sessions == 2 and loop.stats.equal == 2
+    kept = loop.prefs.session == 0
+    np.testing.assert_array_equal(loop.prefs.labels[kept], [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(loop.prefs.seg_a.obs[kept], old0[[0, 2, 3]])
