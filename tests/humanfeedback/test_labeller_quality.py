@@ -7,8 +7,8 @@ misses with probability 0.3 % per rate for a new seed). With the 210 doubled que
 every labeller pair shares about 70 queries and every labeller answers about 70 repeats: SE ≈ 0.06 at p = 0.58
 (30 % flips), so 3 SE (0.18) stays below the gap between the self-consistency of 10 % and of 30 % flips (0.82 vs
 0.58). About 1,700 requests: 15 s on the development machine under a load of 8 on its 2 cores.
-Breaking the server's statistics (e.g. comparing a repeat with the unswapped label, or counting a labeller's
-agreement with themselves) makes these assertions fail.
+Checked by breaking the server on purpose (2026-12-03): comparing a repeat with the unswapped label fails it (the
+0 % labeller's self-consistency reads 0.0 over its 70 repeats).
 """
 
 from __future__ import annotations
