@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from rlhf.feedback import Answers
-from rlhf.feedback_client import FeedbackClient, LabelLog
+from rlhf.feedback_client import FeedbackClient, FeedbackServerError, LabelLog
 from rlhf.labeller_quality import choose_doubled, choose_repeats, quality_scalars
 from rlhf.segments import Segments
 from rlhf.video import MIME, SegmentRenderer
@@ -168,8 +168,7 @@ class HumanTeacher:
         try:
             while (item := self._uploads.get()) is not None:
                 if item[0] == "repeat":  # the server reuses the original's clips: nothing to render
-                    _, session, j, of = item
-                    self.client.repeat_query(repeat_id(session, j), session, of)
+                    self._repeat(*item[1:])
                     continue
                 session, i, a, b = item
                 if renderer is None:
@@ -186,6 +185,14 @@ class HumanTeacher:
         finally:
             if renderer is not None:
                 renderer.close()
+
+    def _repeat(self, session: int, j: int, of: str) -> None:
+        try:
+            self.client.repeat_query(repeat_id(session, j), session, of)
+        except FeedbackServerError as e:  # its label was undone (or its labeller excluded) since it was chosen
+            if e.error != "not_labelled":
+                raise
+            log.info("not repeating %s: it has no label any more", of)
 
     # -- receiving ------------------------------------------------------------------------------------------------
     def collect(self, wait: bool, timeout: float = 0.0) -> list[Answers]:
