@@ -473,7 +473,8 @@ class Store:
             if orig["repeat_of"] is not None:
                 raise Conflict("repeat_of_repeat", f"query {repeat_of!r} is itself a repeat")
             labelled = self._db.execute(
-                "SELECT 1 FROM labels WHERE run_id = ? AND query_id = ? AND kind = 'label' AND retracted_at IS NULL",
+                "SELECT 1 FROM labels WHERE run_id = ? AND query_id = ? AND kind = 'label' AND retracted_at IS NULL "
+                "AND labeller NOT IN (SELECT name FROM labellers WHERE excluded)",
                 (run_id, repeat_of),
             ).fetchone()
             if labelled is None:

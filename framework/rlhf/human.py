@@ -134,7 +134,12 @@ class HumanTeacher:
 
     def _repeatable(self) -> list[str]:
         """Queries of this run with a label that were not repeated yet (repeats themselves are ``-r`` ids)."""
-        return sorted(q for q in self.answers.labels if "-q" in q and q not in self._repeated)
+        excluded = self.excluded
+        return sorted(
+            q
+            for q in self.answers.answers
+            if "-q" in q and q not in self._repeated and self.answers.label(q, excluded) is not None
+        )
 
     def _enqueue(self, seg_a: Segments, seg_b: Segments, session: int, repeats: list[str] = ()) -> None:
         self.outstanding[session] = (seg_a, seg_b)
