@@ -145,13 +145,12 @@ class HumanTeacher:
         self.outstanding[session] = (seg_a, seg_b)
         items = [(session, i, seg_a[i], seg_b[i]) for i in range(len(seg_a))]
         items = [it for it in items if not self._query_answered(session, it[1])]
-        # Repeats go in among the new pairs (at places drawn from the session's own generator, the same after a
-        # restart), so that the labeller cannot tell them by their position.
-        order = np.random.default_rng(session).permutation(len(items) + len(repeats))
-        repeat_items = [("repeat", session, j, of) for j, of in enumerate(repeats)]
-        merged = [None] * len(order)
-        for slot, item in zip(order, items + repeat_items, strict=True):
-            merged[slot] = item
+        # Repeats go in among the new pairs, which keep their order (at places drawn from the session's own
+        # generator, the same after a restart), so that the labeller cannot tell them by their position.
+        merged: list = list(items)
+        places = np.random.default_rng(session).choice(len(items) + len(repeats), len(repeats), replace=False)
+        for place, (j, of) in sorted(zip(places.tolist(), enumerate(repeats), strict=True)):
+            merged.insert(place, ("repeat", session, j, of))
         self._repeated |= set(repeats)
         for item in merged:
             self._uploads.put(item)
