@@ -254,3 +254,20 @@ def test_the_feedback_loop_replaces_a_revised_session_and_logs_labeller_scalars(
     kept = loop.prefs.session == 0
     np.testing.assert_array_equal(loop.prefs.labels[kept], [0.0, 0.5, 1.0])
     np.testing.assert_array_equal(loop.prefs.seg_a.obs[kept], old0[[0, 2, 3]])
+
+
+def test_a_labeller_excluded_by_the_flag_completes_queries_but_gives_no_label():
+    """--feedback-exclude-labeller is the run's own: the server does not ask that labeller's queries of anyone
+    else, so waiting for another answer would wait forever; their answer completes the query and trains nothing.
+    An exclusion on the server does make the query unanswered (the server asks someone else)."""
+    from rlhf.human import HumanTeacher
+
+    teacher = HumanTeacher.__new__(HumanTeacher)  # only the answer bookkeeping, no server
+    teacher.answers, teacher.doubled = LabelLog(), {0: np.array([False, True])}
+    teacher.exclude_flag, teacher._server_excluded = frozenset({"bob"}), frozenset()
+    teacher.answers.apply([_ev(1, "label", "s0000-q000", "bob", 1.0), _ev(2, "label", "s0000-q001", "bob", 1.0),
+                           _ev(3, "label", "s0000-q001", "ann", 0.0)])  # fmt: skip
+    assert teacher._query_answered(0, 0) and teacher._query_answered(0, 1)
+    np.testing.assert_array_equal(teacher._labels(0, 2), [np.nan, 0.0])  # bob's labels are gone
+    teacher.exclude_flag, teacher._server_excluded = frozenset(), frozenset({"bob"})
+    assert not teacher._query_answered(0, 0) and not teacher._query_answered(0, 1)

@@ -160,7 +160,10 @@ class HumanTeacher:
         return 2 if doubled is not None and i < len(doubled) and doubled[i] else 1
 
     def _query_answered(self, session: int, i: int) -> bool:
-        return self.answers.answered(query_id(session, i), self._wanted(session, i), self.excluded)
+        # Only the server's exclusions make a query unanswered again (the server then asks someone else); an answer
+        # of a labeller excluded by this run's flag still completes it (nobody would be asked again), it just gives
+        # no label (see _labels).
+        return self.answers.answered(query_id(session, i), self._wanted(session, i), self._server_excluded)
 
     @property
     def excluded(self) -> frozenset[str]:
