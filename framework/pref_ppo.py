@@ -27,7 +27,7 @@ from rlhf.config import ExplorationArgs, FeedbackArgs, GeneralArgs, ResumeArgs, 
 from rlhf.env_state import VectorEnvState
 from rlhf.envs import env_info, get_physics_state
 from rlhf.exploration import RunningStd, load_exploration, save_exploration, state_entropy_reward
-from rlhf.feedback_loop import FeedbackLoop, SessionConfig, make_teacher
+from rlhf.feedback_loop import FeedbackLoop, SessionConfig, keep_preferences, make_teacher
 from rlhf.ppo_agent import PPOAgent, PPOArgs, RewardScaler, num_rollouts, ppo_update
 from rlhf.preferences import PreferenceDataset
 from rlhf.registry import Stateful
@@ -126,6 +126,7 @@ def main(args: Args) -> dict[str, float]:
         run.register("rollout_window", exact_window, large=True)
         global_step = run.begin(eval_env, agent.act, num_iterations * batch_size, start_step)
         loop.teacher = make_teacher(args, run, loop, rng_teacher)
+        keep_preferences(args, run, loop)  # labels kept in <run>/preferences.safetensors; --preferences-load
         run.final_scalars(loop.final_scalars)
         log.info("feedback sessions after steps %s", sessions.tolist())
 

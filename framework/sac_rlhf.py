@@ -22,7 +22,7 @@ from rlhf.config import ExplorationArgs, FeedbackArgs, GeneralArgs, ResumeArgs, 
 from rlhf.env_state import EpisodeBoundaryState
 from rlhf.envs import env_info, get_physics_state, make_env
 from rlhf.exploration import RunningStd, load_exploration, save_exploration, state_entropy_reward
-from rlhf.feedback_loop import FeedbackLoop, SessionConfig, make_teacher
+from rlhf.feedback_loop import FeedbackLoop, SessionConfig, keep_preferences, make_teacher
 from rlhf.preferences import PreferenceDataset
 from rlhf.replay import ReplayBuffer
 from rlhf.reward_model import RewardEnsemble
@@ -109,6 +109,7 @@ def main(args: Args) -> dict[str, float]:
         run.register("replay_buffer", rb, large=True)
         start_step = run.begin(eval_env, lambda o: agent.act(o, deterministic=True), args.total_timesteps, start_step)
         loop.teacher = make_teacher(args, run, loop, rng_teacher)
+        keep_preferences(args, run, loop)  # labels kept in <run>/preferences.safetensors; --preferences-load
         run.final_scalars(loop.final_scalars)
         log.info("feedback sessions at steps %s", sessions.tolist())
 

@@ -93,6 +93,7 @@ class Run:
         self._closers: list[Callable[[], Any]] = []
         self._stop_log: Callable[[], None] = lambda: None
         self._final_scalars: list[Callable[[bool], dict[str, float]]] = []
+        self._on_save: list[Callable[[], None]] = []
         self._generators: dict[str, np.random.Generator] = {}
         self.step = self.start_step = 0
         self.last_eval = float("nan")
@@ -158,6 +159,11 @@ class Run:
         """Scalars logged at the last step and returned in :attr:`result` (e.g. the feedback counts);
         ``fn(ended)``: whether the run ended (True) or was interrupted and may be resumed (False)."""
         self._final_scalars.append(fn)
+
+    def on_save(self, fn: Callable[[], None]) -> None:
+        """Called at every checkpoint (and at the end, and on an interrupt), after the checkpoint is written: e.g.
+        writing the run's preference dataset (rlhf.feedback_loop.keep_preferences)."""
+        self._on_save.append(fn)
 
     def begin(self, eval_env, policy: Callable[[np.ndarray], np.ndarray], total_steps: int, start_step: int = 0) -> int:
         """Open the run: restore the checkpoint (with --resume), start tracking; return the step to start from."""
@@ -243,6 +249,8 @@ class Run:
             self.registry.save_resume(checkpoints / "resume", self.step)
             if final:
                 self.registry.save_final(checkpoints / "final", self.step, recorded_args(self.args))
+            for fn in self._on_save:
+                fn()
         if final:
             log.info("checkpoint saved to %s", checkpoints)
 
