@@ -69,15 +69,20 @@ class _Kinematics:
     def __init__(self, env_id: str):
         self.env_id, self.env = env_id, None
 
-    def positions(self, kind: str, names: Sequence[str], physics_states: np.ndarray) -> np.ndarray:
-        import mujoco
-
-        from rlhf.envs import make_env, mujoco_handles, set_physics_state
+    def environment(self):
+        from rlhf.envs import make_env
 
         if self.env is None:
             self.env = make_env(self.env_id)
             self.env.reset(seed=0)
-        model, data = mujoco_handles(self.env)
+        return self.env
+
+    def positions(self, kind: str, names: Sequence[str], physics_states: np.ndarray) -> np.ndarray:
+        import mujoco
+
+        from rlhf.envs import mujoco_handles, set_physics_state
+
+        model, data = mujoco_handles(self.environment())
         obj = mujoco.mjtObj.mjOBJ_BODY if kind == "body" else mujoco.mjtObj.mjOBJ_GEOM
         count = model.nbody if kind == "body" else model.ngeom
         ids = [mujoco.mj_name2id(model, obj, n) for n in names]
@@ -151,24 +156,21 @@ class CustomReward:
 
     def probe(self, length: int, seed: int = 0) -> None:
         """Try the criterion on one segment of ``length`` random steps of the task (ConfigError if it fails)."""
-        from rlhf.envs import get_physics_state, make_env
+        from rlhf.envs import get_physics_state
 
-        env = make_env(self.env_id, seed=seed)
-        try:
-            obs, _ = env.reset(seed=seed)
-            env.action_space.seed(seed)
-            steps: dict[str, list] = {"obs": [], "actions": [], "next_obs": [], "physics_states": []}
-            for _ in range(length):
-                action = env.action_space.sample()
-                physics = get_physics_state(env)
-                next_obs, _, terminated, truncated, _ = env.step(action)
-                for key, value in zip(steps, (obs, action, next_obs, physics), strict=True):
-                    steps[key].append(value)
-                obs = next_obs
-                if terminated or truncated:
-                    break
-        finally:
-            env.close()
+        env = self._kinematics.environment()  # the criterion's kinematics set their own states from here on
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        steps: dict[str, list] = {"obs": [], "actions": [], "next_obs": [], "physics_states": []}
+        for _ in range(length):
+            action = env.action_space.sample()
+            physics = get_physics_state(env)
+            next_obs, _, terminated, truncated, _ = env.step(action)
+            for key, value in zip(steps, (obs, action, next_obs, physics), strict=True):
+                steps[key].append(value)
+            obs = next_obs
+            if terminated or truncated:
+                break
         n = len(steps["obs"])
         pad = [min(i, n - 1) for i in range(length)]  # a frozen last step after a termination, as in segments
         arrays = {k: np.asarray(v, np.float32)[pad][None] for k, v in steps.items()}
