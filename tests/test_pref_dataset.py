@@ -5,12 +5,15 @@ session without spending the run's queries, and the offline command scores them.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-from script_runs import TINY_SAC_RLHF, argv, run_in_process, scalars
+from script_runs import argv, run_in_process, scalars
 
 from rlhf.pref_dataset import DatasetError, LabelledPairs, read, write
 from rlhf.preferences import LOADED_SESSION, PreferenceDataset
@@ -102,38 +105,69 @@ def test_loaded_labels_outlive_the_session_window(rng):
     assert data.session.tolist() == [LOADED_SESSION] * 4 + [2] and data.loaded() == 4
 
 
-def test_a_run_writes_its_labels_and_another_run_trains_on_them_first(tmp_path):
-    """sac_rlhf.py writes preferences.safetensors (its checkpoint's labels, with labeller and time); a fresh run
-    loading it twice trains on those labels at the first session's step, before asking it, and still asks exactly
-    its own --teacher-feedback-total-queries; the offline command scores the dataset."""
-    import sac_rlhf
+@pytest.mark.timeout(900)
+@pytest.mark.slow  # about 1 CPU-minute: a human-mode run rendering clips, then a pref_ppo run (~3.5 min on 2 loaded cores)
+def test_labels_exported_from_a_human_runs_server_train_a_fresh_pref_ppo_run_and_are_scored_offline(tmp_path):
+    """The must-show of issue 12, item 3: a human-mode sac_rlhf.py run with its autostarted server and a scripted
+    labeller; humanFeedback/export_preferences.py exports the run's labels from the server's store (exactly the
+    answers given, undone and skipped ones left out, with the labeller's name); the run wrote the same labels
+    itself; a fresh pref_ppo.py run loads the export and trains on it at its first session's step, before asking,
+    and still asks its own 12 queries; framework/train_reward_model.py scores the export."""
+    import pref_ppo
     import train_reward_model
+    from conftest import REPO_ROOT
+    from test_human_teacher import HUMAN_RUN, free_port, label_everything
+    from test_pref_ppo_labels import TINY_PREF_PPO
 
-    from rlhf.checkpoint import load_state
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    human = [*argv(HUMAN_RUN, tmp_path / "runs"), "--teacher-feedback-mode", "human", "--feedback-server-autostart",
+             "--feedback-server-url", url]  # fmt: skip
+    trainer = subprocess.Popen([sys.executable, "framework/sac_rlhf.py", *human], cwd=REPO_ROOT,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    given: dict = {}
+    stop = threading.Event()
+    labeller = threading.Thread(target=label_everything, args=(url, given, stop, True), daemon=True)
+    labeller.start()
+    try:
+        _, err = trainer.communicate(timeout=300)
+    finally:
+        stop.set()
+        trainer.kill()
+    assert trainer.returncode == 0, err[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
 
-    first = run_in_process(sac_rlhf, argv(TINY_SAC_RLHF, tmp_path / "a"))
-    run_dir = Path(first["run_dir"])
-    dataset = read(run_dir / "preferences.safetensors")
-    kept = load_state(run_dir / "checkpoints" / "final")["feedback"]["preferences"]
-    assert np.array_equal(dataset.labels, kept["labels"]) and len(dataset) == 15
-    assert np.array_equal(
-        dataset.seg_a.obs, kept["a_obs"].numpy() if hasattr(kept["a_obs"], "numpy") else kept["a_obs"]
-    )
-    assert set(dataset.labellers) == {"simulated:oracle"} and set(dataset.run_ids) == {run_dir.name}
-    assert dataset.query_ids[:2] == ["s0000-q000", "s0000-q001"] and np.all(dataset.times > 1.7e9)
+    exported = tmp_path / "exported.safetensors"
+    cmd = [sys.executable, "humanFeedback/export_preferences.py", "--data-dir", str(run_dir / "feedback_server"),
+           "--run-id", run_dir.name, "--out", str(exported)]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    data = read(exported)
+    labelled = {q: v for q, v in given.items() if v is not None}
+    assert len(given) == 8 and len(labelled) == 6  # 2 skips
+    assert dict(zip(data.query_ids, data.labels.tolist(), strict=True)) == labelled  # the undone answer replaced
+    assert set(data.labellers) == {"tester"} and data.source == "server-export" and np.all(data.times > 1.7e9)
+    own = read(run_dir / "preferences.safetensors")  # what the run wrote itself: the same labels and segments
+    order = np.argsort(own.query_ids)
+    assert sorted(data.query_ids) == [own.query_ids[i] for i in order] and set(own.labellers) == {"tester"}
+    np.testing.assert_array_equal(data.seg_b.obs[np.argsort(data.query_ids)], own.seg_b.obs[order])
+    np.testing.assert_array_equal(data.labels[np.argsort(data.query_ids)], own.labels[order])
 
-    path = str(run_dir / "preferences.safetensors")
-    second = run_in_process(sac_rlhf, argv(TINY_SAC_RLHF, tmp_path / "b", "--preferences-load", path,
-                                           "--preferences-load", path))  # fmt: skip
-    assert second["feedback/total_labels"] == 15  # its own queries: the loaded ones spent none of them
-    s = scalars(second["run_dir"])
+    m = run_in_process(pref_ppo, argv(TINY_PREF_PPO, tmp_path / "ppo", "--preferences-load", str(exported),
+                                      env_id="Hopper-v5"))  # fmt: skip
+    assert m["feedback/total_labels"] + m["feedback/skipped"] == 12  # its own queries: the loaded spent none
+    s = scalars(m["run_dir"])
     first_update = min(step for step, _ in s["reward_model/val_accuracy"])
-    loaded_at_first = [v for step, v in s["feedback/loaded_labels"] if step == first_update]
-    labels_at_first = [v for step, v in s["feedback/total_labels"] if step == first_update]
-    assert loaded_at_first[0] == 30 and labels_at_first[0] == 0  # trained on the loaded labels before asking
-    assert len(read(Path(second["run_dir"]) / "preferences.safetensors")) == 15  # only its own labels
+    assert [v for step, v in s["feedback/loaded_labels"] if step == first_update][0] == 6
+    assert [v for step, v in s["feedback/total_labels"] if step == first_update][0] == 0  # before its first answer
 
-    scored = train_reward_model.main(train_reward_model.Args(datasets=(path,), test_preferences=(path,), seed=0))
-    assert scored["labels"] == 15 and scored["val_labels"] == 3 and 0 <= scored["val_accuracy"] <= 1
-    assert scored["test_accuracy"] >= 0.8  # its own training labels, nearly all explained
-    assert -1 <= scored["val_pearson"] <= 1
+    scored = train_reward_model.main(train_reward_model.Args(datasets=(str(exported),),
+                                                             test_preferences=(str(exported),)))  # fmt: skip
+    assert scored["env_id"] == "Hopper-v5" and scored["labels"] == 6 and scored["test_labels"] == 6
+    assert scored["train_accuracy"] >= 0.75 and 0 <= scored["test_accuracy"] <= 1
+    assert -1 <= scored["test_pearson"] <= 1
+
+    missing = subprocess.run([*cmd[:-2], "--out", str(tmp_path / "x.safetensors"), "--segments-dir",
+                              str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert missing.returncode == 2 and "session_0000.npz: missing" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
