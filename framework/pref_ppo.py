@@ -109,6 +109,7 @@ def main(args: Args) -> dict[str, float]:
         run.close_at_end(clips)
         loop = FeedbackLoop(SessionConfig.from_args(args), sessions, None, ensemble, reward_optimizer, prefs, data,
                             rng_queries, surf, run.log_scalars, clips)  # fmt: skip
+        keep_preferences(args, run, loop)  # labels kept in <run>/preferences.safetensors; --preferences-load
         rune = Rune.from_args(args)
         explore_norm = RunningStd()
         next_obs, _ = envs.reset(seed=args.seed)
@@ -126,7 +127,6 @@ def main(args: Args) -> dict[str, float]:
         run.register("rollout_window", exact_window, large=True)
         global_step = run.begin(eval_env, agent.act, num_iterations * batch_size, start_step)
         loop.teacher = make_teacher(args, run, loop, rng_teacher)
-        keep_preferences(args, run, loop)  # labels kept in <run>/preferences.safetensors; --preferences-load
         run.final_scalars(loop.final_scalars)
         log.info("feedback sessions after steps %s", sessions.tolist())
 

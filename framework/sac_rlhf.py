@@ -93,6 +93,7 @@ def main(args: Args) -> dict[str, float]:
         run.close_at_end(clips)
         loop = FeedbackLoop(SessionConfig.from_args(args), sessions, None, ensemble, reward_optimizer, prefs, data,
                             rng_queries, surf, run.log_scalars, clips)  # fmt: skip
+        keep_preferences(args, run, loop)  # labels kept in <run>/preferences.safetensors; --preferences-load
         rune = Rune.from_args(args)
         explore_norm = RunningStd()
 
@@ -109,7 +110,6 @@ def main(args: Args) -> dict[str, float]:
         run.register("replay_buffer", rb, large=True)
         start_step = run.begin(eval_env, lambda o: agent.act(o, deterministic=True), args.total_timesteps, start_step)
         loop.teacher = make_teacher(args, run, loop, rng_teacher)
-        keep_preferences(args, run, loop)  # labels kept in <run>/preferences.safetensors; --preferences-load
         run.final_scalars(loop.final_scalars)
         log.info("feedback sessions at steps %s", sessions.tolist())
 

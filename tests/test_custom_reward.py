@@ -1,6 +1,6 @@
 """The behaviour teacher (--teacher-sim-reward, rlhf.custom_reward; issue 12 item 5): the simulated teacher's labels
 follow the user's criterion, not the environment's reward; a criterion that cannot be found or answers in the
-wrong shape is a one-line error with exit status 2."""
+wrong shape is a one-line error with exit status 2. (A whole run with a criterion: tests/test_pref_dataset.py.)"""
 
 from __future__ import annotations
 
@@ -95,19 +95,3 @@ def test_a_bad_criterion_is_one_line_and_exit_2(tmp_path, criteria, capsys, spec
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run directory left
-
-
-def test_a_run_with_a_criterion_records_labels_that_follow_it(tmp_path, criteria):
-    """pref_ppo.py with --teacher-sim-reward: the run's dataset holds labels that are the criterion's, recomputed
-    in closed form from the dataset's own segments."""
-    import pref_ppo
-    from script_runs import run_in_process
-
-    from rlhf.pref_dataset import read
-
-    spec = f"{criteria}:first_coordinate"
-    m = run_in_process(pref_ppo, argv(TINY_PREF_PPO, tmp_path, "--teacher-sim-reward", spec))
-    data = read(Path(m["run_dir"]) / "preferences.safetensors")
-    returns = [(2.0 * s.obs[..., 0] * s.mask).sum(1) for s in (data.seg_a, data.seg_b)]
-    assert len(data) == 12 and set(data.labellers) == {f"simulated:{spec}"}
-    np.testing.assert_array_equal(data.labels, (returns[1] > returns[0]).astype(np.float32))

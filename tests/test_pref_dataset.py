@@ -171,3 +171,45 @@ def test_labels_exported_from_a_human_runs_server_train_a_fresh_pref_ppo_run_and
                               str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert missing.returncode == 2 and "session_0000.npz: missing" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_writes_its_labels_and_a_fresh_run_trains_on_them_before_asking(tmp_path, capsys):
+    """pref_ppo.py with a behaviour teacher (--teacher-sim-reward) writes preferences.safetensors: the checkpoint's
+    labels, with labeller and time, and they are the criterion's, recomputed in closed form from the dataset's own
+    segments. A fresh run loading it twice trains on the 24 loaded labels at its first session's step, before
+    asking, asks its own 12 queries all the same, and writes only its own labels; a dataset of another segment
+    length is exit 2."""
+    import pref_ppo
+    from test_custom_reward import CRITERIA
+    from test_pref_ppo_labels import TINY_PREF_PPO
+
+    from rlhf.checkpoint import load_state
+
+    (tmp_path / "criteria.py").write_text(CRITERIA)
+    spec = f"{tmp_path / 'criteria.py'}:first_coordinate"
+    first = run_in_process(pref_ppo, argv(TINY_PREF_PPO, tmp_path / "a", "--teacher-sim-reward", spec))
+    run_dir = Path(first["run_dir"])
+    dataset = read(run_dir / "preferences.safetensors")
+    kept = load_state(run_dir / "checkpoints" / "final")["feedback"]["preferences"]
+    assert len(dataset) == 12 and np.array_equal(dataset.labels, kept["labels"])
+    assert np.array_equal(dataset.seg_a.obs, np.asarray(kept["a_obs"]))
+    assert set(dataset.labellers) == {f"simulated:{spec}"} and set(dataset.run_ids) == {run_dir.name}
+    assert dataset.query_ids[:2] == ["s0000-q000", "s0000-q001"] and np.all(dataset.times > 1.7e9)
+    returns = [(2.0 * s.obs[..., 0] * s.mask).sum(1) for s in (dataset.seg_a, dataset.seg_b)]
+    np.testing.assert_array_equal(dataset.labels, (returns[1] > returns[0]).astype(np.float32))
+
+    path = str(run_dir / "preferences.safetensors")
+    second = run_in_process(pref_ppo, argv(TINY_PREF_PPO, tmp_path / "b", "--preferences-load", path,
+                                           "--preferences-load", path))  # fmt: skip
+    assert second["feedback/total_labels"] == 12  # its own queries: the loaded labels spent none of them
+    s = scalars(second["run_dir"])
+    first_update = min(step for step, _ in s["reward_model/val_accuracy"])
+    assert [v for step, v in s["feedback/loaded_labels"] if step == first_update][0] == 24
+    assert [v for step, v in s["feedback/total_labels"] if step == first_update][0] == 0  # before any answer
+    assert len(read(Path(second["run_dir"]) / "preferences.safetensors")) == 12  # only its own labels
+
+    code = pref_ppo.cli(argv(TINY_PREF_PPO, tmp_path / "c", "--preferences-load", path, trajectory_length=20))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"error: --preferences-load {path}: its segment_length is 16, this run's is 20 " \
+        "(--trajectory-length)"  # fmt: skip
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
