@@ -4,7 +4,10 @@ session without spending the run's queries, and the offline command scores them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -143,6 +146,9 @@ def test_labels_exported_from_a_human_runs_server_train_a_fresh_pref_ppo_run_and
     finally:
         stop.set()
         trainer.kill()
+        for record in (tmp_path / "runs").glob("*/feedback_server/autostarted_server.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):  # a killed trainer leaves its server running
+                os.kill(int(json.loads(record.read_text())["pid"]), signal.SIGTERM)
     assert trainer.returncode == 0, err[-3000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
 
