@@ -293,6 +293,12 @@ class FeedbackLoop:
         stats = expect(state, "stats", dict)
         for key in vars(self.stats):
             setattr(self.stats, key, expect(stats, key, int, 0))
+        if self.answered_pairs:  # the run's dataset, written just before this checkpoint or after it: cut it back
+            pairs = LabelledPairs.concatenate(self.answered_pairs)
+            if len(pairs) < self.stats.total_labels:
+                log.warning("the run's %s holds %d labels, its checkpoint %d: it misses the others", RUN_FILE,
+                            len(pairs), self.stats.total_labels)  # fmt: skip
+            self.answered_pairs = [pairs.head(self.stats.total_labels)]
         self.prefs.load_state_dict(state["preferences"])
         self.ensemble.load_state_dict(state["reward_ensemble"])
         self.optimizer.load_state_dict(state["reward_optimizer"])
@@ -322,7 +328,7 @@ def keep_preferences(args, run, loop: FeedbackLoop) -> None:
     loop.env_id, loop.run_id = args.env_id, run.directory().name
     H, obs_dim, act_dim, state_dim = loop.prefs.dims()
     if run.resumed:
-        if path.exists():
+        if path.exists():  # the checkpoint's restore cuts it back to the labels it holds (FeedbackLoop.load_state_dict)
             loop.answered_pairs = [read(path)]
     else:
         for source in args.preferences_load:

@@ -115,6 +115,10 @@ class LabelledPairs:
                              [self.labellers[i] for i in index], [self.query_ids[i] for i in index],
                              self.true_rewards_known, self.source)  # fmt: skip
 
+    def head(self, n: int) -> LabelledPairs:
+        """The first ``n`` pairs."""
+        return self.select(np.arange(min(n, len(self))))
+
     @staticmethod
     def concatenate(parts: list[LabelledPairs]) -> LabelledPairs:
         """One dataset from several of the same environment and shapes (ValueError otherwise)."""

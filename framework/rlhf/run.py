@@ -161,8 +161,9 @@ class Run:
         self._final_scalars.append(fn)
 
     def on_save(self, fn: Callable[[], None]) -> None:
-        """Called at every checkpoint (and at the end, and on an interrupt), after the checkpoint is written: e.g.
-        writing the run's preference dataset (rlhf.feedback_loop.keep_preferences)."""
+        """Called at every checkpoint (and at the end, and on an interrupt), just before the checkpoint is written:
+        e.g. writing the run's preference dataset (rlhf.feedback_loop.keep_preferences), which a resumed run then
+        cuts back to what its checkpoint holds, should the process die in between."""
         self._on_save.append(fn)
 
     def begin(self, eval_env, policy: Callable[[np.ndarray], np.ndarray], total_steps: int, start_step: int = 0) -> int:
@@ -246,11 +247,11 @@ class Run:
         written (the previous bundle survives until the new one is complete: rlhf.checkpoint.save_bundle)."""
         checkpoints = self.directory() / "checkpoints"
         with signals_deferred():
+            for fn in self._on_save:
+                fn()
             self.registry.save_resume(checkpoints / "resume", self.step)
             if final:
                 self.registry.save_final(checkpoints / "final", self.step, recorded_args(self.args))
-            for fn in self._on_save:
-                fn()
         if final:
             log.info("checkpoint saved to %s", checkpoints)
 
