@@ -254,10 +254,25 @@ class HumanTeacher:
         labels = [self.answers.label(query_id(session, i), self.excluded) for i in range(n)]
         return np.array([np.nan if v is None else v for v in labels], np.float32)
 
+    def _labellers(self, session: int, n: int) -> list[str]:
+        """Who gave each query's training label ("+"-joined when two labellers agreed; "" for none), for the run's
+        preference dataset (rlhf.pref_dataset)."""
+        out = []
+        for i in range(n):
+            label, given = (
+                self.answers.label(query_id(session, i), self.excluded),
+                self.answers.answers.get(query_id(session, i), {}),
+            )
+            out.append(
+                "+".join(sorted(w for w, v in given.items() if v is not None and v == label and w not in self.excluded))
+            )
+        return out
+
     def _take(self, session: int) -> Answers:
         seg_a, seg_b = self.outstanding.pop(session)
         self.learnt[session] = self.excluded
-        return Answers(seg_a, seg_b, self._labels(session, len(seg_a)), session)
+        n = len(seg_a)
+        return Answers(seg_a, seg_b, self._labels(session, n), session, self._labellers(session, n))
 
     # -- labeller quality -----------------------------------------------------------------------------------------
     def refresh_exclusions(self, stats: list[dict] | None = None) -> None:

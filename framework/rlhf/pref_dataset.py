@@ -7,7 +7,7 @@ Format ``cleanrlhf-preferences``, version 1: one safetensors file (no pickle). W
 array                        shape, dtype    meaning
 ===========================  ==============  ========================================================================
 ``label``                    (N,) float32    P(B ≻ A) in {0, 0.5, 1} (skipped queries are not labels: not stored)
-``time``                     (N,) float64    when the label was given, Unix seconds
+``time``                     (N,) float64    when the label was given, Unix seconds (NaN: not known)
 ``session``                  (N,) int64      the feedback session of its run that asked it
 ``a.obs``, ``b.obs``         (N, H, o) f32   observations of segment A and B
 ``a.actions`` ...            (N, H, a) f32   actions
