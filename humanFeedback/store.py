@@ -14,7 +14,11 @@ Concurrency: one connection guarded by one ``threading.Condition``. Every operat
 lock, which makes "claim the next pending query" atomic (a query is never leased to two labellers), and every
 mutation ``notify_all``s so that long-polls (``events``, ``claim(wait=...)``) wake up without busy-waiting.
 
+Sessions: a trainer announces how many pairs a session will hold before it renders them, so that progress counts
+the pairs still being rendered (``rendering``) instead of reading "nothing pending" mid-session.
+
 Query states: ``pending`` -> ``leased`` (to one labeller until ``lease_expires``) -> ``labelled`` | ``skipped``.
+A labeller holds one lease, or two when their page prefetches the next pair (``claim(..., hold=2)``).
 An expired lease counts as pending and may be claimed by anyone; the old holder can still answer as long as no
 one else has claimed it. Undo retracts the labeller's last answer (a ``retract`` event) and leases that query
 back to them.
@@ -101,6 +105,13 @@ CREATE TABLE IF NOT EXISTS events (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
+CREATE TABLE IF NOT EXISTS sessions (   -- announced by the trainer before it renders them (issue 12, item 6)
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    session INTEGER NOT NULL,
+    queries INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, session)
+);
 """
 
 
@@ -355,6 +366,17 @@ class Store:
             same = (row["clip_a"], row["clip_b"], row["session"]) == (id_a, id_b, session)
             return self._query_dict(row), False, same
 
+    def announce_session(self, run_id: str, session: int, queries: int) -> None:
+        """Record that ``session`` of the run will hold ``queries`` pairs (the trainer says so before rendering
+        them). Idempotent; a repeat with another size replaces it."""
+        self.get_run(run_id)
+        with self._cond, self._tx() as db:
+            db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(run_id, session) DO UPDATE SET queries = excluded.queries",
+                (run_id, session, queries, self._clock()),
+            )
+
     def get_query(self, run_id: str, query_id: str) -> dict[str, Any]:
         with self._cond:
             row = self._db.execute(
@@ -366,51 +388,54 @@ class Store:
 
     # ------------------------------------------------------------------ labelling
     def claim(self, labeller: str, run_id: str | None = None) -> dict[str, Any] | None:
-        """Lease the next pending query (first uploaded, first served) to ``labeller``; None if there is none.
+        """Lease the next pending query to ``labeller`` (or renew the one they hold); None if there is none."""
+        leases = self.claim_leases(labeller, run_id, hold=1)
+        return leases[0] if leases else None
 
-        A labeller holds at most one lease: if they already hold one (matching ``run_id``), it is renewed and
-        returned again (a page reload resumes the same pair). Claiming never waits: a client that went away while
-        waiting must not be handed a lease (see ``wait_claimable``).
+    def claim_leases(self, labeller: str, run_id: str | None = None, hold: int = 1) -> list[dict[str, Any]]:
+        """Lease up to ``hold`` queries to ``labeller``: those they already hold (matching ``run_id``; renewed),
+        then the next pending ones (first uploaded, first served). Returns them in upload order; [] if none.
+
+        With ``hold=1`` a labeller holds one lease: if they already hold one it is renewed and returned again (a
+        page reload resumes the same pair). ``hold=2`` is the page's prefetch: the pair on screen and the next one,
+        whose clips it loads while the first plays. Every other lease of the labeller (another run, beyond
+        ``hold``) is given back. Claiming never waits: a client that went away while waiting must not be handed a
+        lease (see ``wait_claimable``).
         """
         if run_id is not None:
             self.get_run(run_id)
         run_filter = "" if run_id is None else " AND run_id = :run"
         with self._cond:
             now = self._clock()
-            params = {"who": labeller, "now": now, "run": run_id, "until": now + self.lease_seconds}
+            params = {"who": labeller, "now": now, "run": run_id, "until": now + self.lease_seconds, "n": hold}
             held = self._db.execute(
                 "SELECT pk FROM queries WHERE state = 'leased' AND lease_holder = :who"
                 + run_filter
-                + " ORDER BY lease_expires DESC LIMIT 1",
+                + " ORDER BY pk LIMIT :n",
                 params,
-            ).fetchone()
-            target = (
-                held
-                or self._db.execute(
-                    "SELECT pk FROM queries WHERE (state = 'pending' OR (state = 'leased' AND lease_expires <= :now))"
-                    + run_filter
-                    + " ORDER BY pk LIMIT 1",
-                    params,
-                ).fetchone()
-            )
-            keep = -1 if target is None else target["pk"]
-            with self._tx(notify=target is not None) as db:
+            ).fetchall()
+            fresh = self._db.execute(
+                "SELECT pk FROM queries WHERE (state = 'pending' OR (state = 'leased' AND lease_expires <= :now"
+                " AND lease_holder != :who))" + run_filter + " ORDER BY pk LIMIT :n",
+                params,
+            ).fetchall()
+            keep = sorted([r["pk"] for r in held] + [r["pk"] for r in fresh][: hold - len(held)])
+            marks = ",".join("?" * len(keep)) or "NULL"
+            with self._tx(notify=bool(keep)) as db:
                 self._touch_labeller(db, labeller, now)
-                # A labeller holds one lease at a time: give back any other (e.g. in another run).
                 released = db.execute(
                     "UPDATE queries SET state = 'pending', lease_holder = NULL, lease_expires = NULL "
-                    "WHERE state = 'leased' AND lease_holder = :who AND pk != :keep",
-                    dict(params, keep=keep),
+                    f"WHERE state = 'leased' AND lease_holder = ? AND pk NOT IN ({marks})",
+                    (labeller, *keep),
                 ).rowcount
                 db.execute(
-                    "UPDATE queries SET state = 'leased', lease_holder = :who, lease_expires = :until WHERE pk = :keep",
-                    dict(params, keep=keep),
+                    f"UPDATE queries SET state = 'leased', lease_holder = ?, lease_expires = ? WHERE pk IN ({marks})",
+                    (labeller, params["until"], *keep),
                 )
-            if released and target is None:
+            if released and not keep:
                 self._cond.notify_all()
-            if target is None:
-                return None
-            return self._query_dict(self._db.execute("SELECT * FROM queries WHERE pk = ?", (keep,)).fetchone(), now)
+            rows = self._db.execute(f"SELECT * FROM queries WHERE pk IN ({marks}) ORDER BY pk", keep).fetchall()
+            return [self._query_dict(r, now) for r in rows]
 
     def wait_claimable(self, run_id: str | None = None, wait: float = 0.0) -> int:
         """How many queries could be claimed now; if none, block up to ``wait`` s until some could (long-poll).
@@ -529,6 +554,7 @@ class Store:
         with self._cond, self._tx() as db:
             unanswered = "SELECT query_id FROM queries WHERE run_id = :run AND state IN ('pending', 'leased')"
             db.execute(f"DELETE FROM labels WHERE run_id = :run AND query_id IN ({unanswered})", {"run": run_id})
+            db.execute("DELETE FROM sessions WHERE run_id = :run", {"run": run_id})  # nothing more will come
             return db.execute(
                 "DELETE FROM queries WHERE run_id = :run AND state IN ('pending', 'leased')", {"run": run_id}
             ).rowcount
@@ -545,6 +571,13 @@ class Store:
         counts = {"pending": 0, "leased": 0, "labelled": 0, "skipped": 0}
         counts.update({r["s"]: r["n"] for r in rows})
         counts["total"] = sum(counts.values())
+        # Announced pairs not uploaded yet (still being rendered); not part of ``total``, which counts queries.
+        where = "" if run_id is None else "WHERE s.run_id = ?"
+        counts["rendering"] = self._db.execute(
+            "SELECT COALESCE(SUM(MAX(s.queries - (SELECT COUNT(*) FROM queries q WHERE q.run_id = s.run_id "
+            f"AND q.session = s.session), 0)), 0) FROM sessions s {where}",
+            () if run_id is None else (run_id,),
+        ).fetchone()[0]
         return counts
 
     def status(self, run_id: str) -> dict[str, Any]:
