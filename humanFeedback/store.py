@@ -438,7 +438,8 @@ class Store:
             return [self._query_dict(r, now) for r in rows]
 
     def wait_claimable(self, run_id: str | None = None, wait: float = 0.0) -> int:
-        """How many queries could be claimed now; if none, block up to ``wait`` s until some could (long-poll).
+        """How many queries could be claimed now; if none, block up to ``wait`` s until some could (long-poll), or
+        until a session is announced (0 then: the page shows how many pairs are being rendered meanwhile).
 
         Wakes on any change and when the next lease expires, so nobody polls in a loop.
         """
@@ -447,6 +448,7 @@ class Store:
         run_filter = "" if run_id is None else " AND run_id = :run"
         with self._cond:
             deadline = self._clock() + wait
+            rendering = self._counts(run_id)["rendering"]
             while True:
                 params = {"now": self._clock(), "run": run_id}
                 n = self._db.execute(
@@ -454,7 +456,7 @@ class Store:
                     "lease_expires <= :now))" + run_filter,
                     params,
                 ).fetchone()[0]
-                if n:
+                if n or self._counts(run_id)["rendering"] > rendering:
                     return n
                 nxt = self._db.execute(
                     "SELECT MIN(lease_expires) FROM queries WHERE state = 'leased'" + run_filter, params

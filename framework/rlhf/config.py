@@ -169,6 +169,9 @@ class FeedbackArgs:
     """seconds to wait per session before training on (0: no limit); late answers are used when they arrive"""
     feedback_clip_size: int = 240
     """width and height in pixels of the clips shown to labellers"""
+    feedback_answer_seconds: float = 2.0
+    """labelling pace to plan for: a session is shown once enough of it is rendered that someone answering every
+    this many seconds never waits for the rest (0: show each pair as soon as it exists)"""
     teacher_feedback_schedule: Literal["linear", "exponential"] = "exponential"
     """when feedback sessions happen: evenly spaced, or dense early with exponentially growing gaps"""
     teacher_feedback_total_queries: int = 1_400
@@ -227,7 +230,13 @@ class FeedbackArgs:
         _positive(self, "teacher_feedback_num_queries_per_session", "trajectory_length", "teacher_update_epochs",
                   "teacher_minibatch_size", "teacher_feedback_batch_size", "reward_net_ensemble_size",
                   "reward_net_hidden_dim", "query_pool_multiplier", "feedback_clip_size")  # fmt: skip
-        _non_negative(self, "teacher_feedback_total_queries", "reward_net_hidden_layers", "feedback_timeout")
+        _non_negative(
+            self,
+            "teacher_feedback_total_queries",
+            "reward_net_hidden_layers",
+            "feedback_timeout",
+            "feedback_answer_seconds",
+        )
         if self.teacher_feedback_num_queries_per_session > self.teacher_feedback_total_queries:
             raise ValueError(
                 f"--teacher-feedback-num-queries-per-session ({self.teacher_feedback_num_queries_per_session})"

@@ -182,6 +182,12 @@ class FeedbackClient:
             data["meta"] = json.dumps(meta)
         return self._request("POST", f"/api/runs/{self.run_id}/queries", files=files, data=data)
 
+    def announce_session(self, session: int, queries: int) -> None:
+        """Tell the server that ``session`` will hold ``queries`` pairs, before they are rendered (idempotent), so
+        that the page counts the pairs still being rendered."""
+        body = {"session": int(session), "queries": int(queries)}
+        self._request("POST", f"/api/runs/{self.run_id}/sessions", json=body)
+
     def events(self, after: int = 0, wait: float = 0.0, limit: int = 500) -> list[FeedbackEvent]:
         """Events with ``seq > after``, oldest first. With ``wait > 0`` the server holds the request until an
         event arrives or ``wait`` seconds (≤ 30) pass, so callers never busy-wait."""

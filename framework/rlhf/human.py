@@ -1,8 +1,10 @@
 """The human teacher: people answer queries on the labelling server's page (humanFeedback/, SPEC §8).
 
-``submit`` hands a session's pairs to a background thread that renders each segment to a clip with one reusable
-offscreen renderer and uploads the pair over HTTP as soon as both clips are ready, so labellers can start on the
-first pair while the rest render, and training is never stalled by rendering. ``collect`` fetches answers through
+``submit`` hands a session's pairs to a background thread that announces the session's size to the server, renders
+each segment to a clip with one reusable offscreen renderer and uploads the pairs over HTTP, so training is never
+stalled by rendering: the first ones once enough are rendered that a labeller answering every ``answer_seconds``
+never waits for the rest (all at once when rendering keeps up with labelling), and each later one as soon as both
+its clips are ready. ``collect`` fetches answers through
 the server's long-poll event log (no busy-waiting). The segments of every submitted query are written to
 ``pending_dir`` before upload and kept, so a restarted trainer of the same run re-reads those of the sessions its
 checkpoint does not hold yet, gets every label given in the meantime from the server's log, and asks nothing again:
@@ -17,6 +19,8 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +37,28 @@ def query_id(session: int, index: int) -> str:
     return f"s{session:04d}-q{index:03d}"
 
 
+# Render times vary with the machine's load; plan with a quarter more than measured, so that a slower pair than
+# the recent ones does not make the labeller wait.
+RENDER_TIME_MARGIN = 1.25
+
+
+def ready_to_show(rendered: int, total: int, pair_seconds: float, answer_seconds: float) -> bool:
+    """Whether a session's first ``rendered`` of ``total`` pairs can go to the labellers now, such that someone who
+    answers a pair every ``answer_seconds`` never waits for the rest, each of which takes ``pair_seconds`` to render.
+
+    Shown now, pair j (1-based) > ``rendered`` exists after (j - rendered) * pair_seconds and is reached after
+    (j - 1) * answer_seconds; both are linear in j, so checking the next pair and the last one covers all
+    (issue 12, item 2). ``answer_seconds`` 0: every pair goes up as soon as it exists.
+    """
+    if rendered >= total or (rendered >= 1 and answer_seconds <= 0):
+        return True
+    if rendered < 1:
+        return False
+    return (
+        pair_seconds <= rendered * answer_seconds and (total - rendered) * pair_seconds <= (total - 1) * answer_seconds
+    )
+
+
 class HumanTeacher:
     def __init__(
         self,
@@ -45,15 +71,23 @@ class HumanTeacher:
         status_every: float = 30.0,
         completed_sessions: set[int] | frozenset[int] = frozenset(),
         next_session: int | None = None,
+        answer_seconds: float = 2.0,
+        renderer_factory: Callable[[str, int, int], SegmentRenderer] = SegmentRenderer,
     ):
         """``completed_sessions``: sessions whose labels the trainer already holds (restored from a checkpoint);
         ``next_session``: the first session the restored loop has not asked yet (the checkpoint's); the stored
-        sessions from there on wait for the loop to ask them again. None: every stored session is outstanding."""
+        sessions from there on wait for the loop to ask them again. None: every stored session is outstanding.
+        ``answer_seconds``: the labelling pace a session's first upload waits for (``ready_to_show``).
+        ``renderer_factory(env_id, width, height)``: makes the clip renderer (a test passes one of known speed)."""
         self.client = client
         self.env_id, self.clip_size, self.page_url = env_id, clip_size, page_url
         self.pending_dir = Path(pending_dir)
         self.pending_dir.mkdir(parents=True, exist_ok=True)
         self.status_every = status_every
+        self.answer_seconds = answer_seconds
+        self._renderer_factory = renderer_factory
+        self._held: list[tuple[str, int, bytes, bytes]] = []  # rendered pairs of a session not shown yet
+        self._pair_seconds: deque[float] = deque(maxlen=10)  # recent render times of a pair (two clips)
         client.register_run(instruction, env_id, meta={"clip_fps_max": 30})
         self.answers = LabelLog()
         self.answers.apply(client.all_events(0))  # a restarted trainer gets its whole history back
@@ -94,22 +128,37 @@ class HumanTeacher:
 
     def _enqueue(self, seg_a: Segments, seg_b: Segments, session: int) -> None:
         self.outstanding[session] = (seg_a, seg_b)
-        for i in range(len(seg_a)):
-            if not self.answers.answered(query_id(session, i)):
-                self._uploads.put((session, i, seg_a[i], seg_b[i]))
+        todo = [i for i in range(len(seg_a)) if not self.answers.answered(query_id(session, i))]
+        for pos, i in enumerate(todo):
+            self._uploads.put((session, i, seg_a[i], seg_b[i], pos, len(todo), len(seg_a)))
 
     def _publish(self) -> None:
+        """Render each pair and upload it. A session's first pairs are held back until ``ready_to_show``: when
+        rendering is slower than labelling, a labeller who started on the first pair at once would wait for every
+        later one; held back, they label the whole session without a pause, finishing about when they would have
+        anyway. Once a session is shown, each further pair goes up as soon as it exists."""
         renderer = None
+        shown = False
         try:
             while (item := self._uploads.get()) is not None:
-                session, i, a, b = item
+                session, i, a, b, pos, todo, size = item
+                if pos == 0:
+                    self.client.announce_session(session, size)
+                    shown = False
                 if renderer is None:
-                    renderer = SegmentRenderer(self.env_id, self.clip_size, self.clip_size)
+                    renderer = self._renderer_factory(self.env_id, self.clip_size, self.clip_size)
                 t0 = time.perf_counter()
                 clip_a = renderer.clip(a.physics_states, a.mask, "webm")
                 clip_b = renderer.clip(b.physics_states, b.mask, "webm")
-                self.render_seconds.append((time.perf_counter() - t0) / 2)
-                self.client.upload_query(query_id(session, i), session, clip_a, clip_b, MIME["webm"])
+                self._pair_seconds.append(time.perf_counter() - t0)
+                self.render_seconds.append(self._pair_seconds[-1] / 2)
+                self._held.append((query_id(session, i), session, clip_a, clip_b))
+                pair_seconds = RENDER_TIME_MARGIN * sum(self._pair_seconds) / len(self._pair_seconds)
+                if shown or ready_to_show(pos + 1, todo, pair_seconds, self.answer_seconds):
+                    shown = True
+                    while self._held:
+                        self.client.upload_query(*self._held[0], MIME["webm"])
+                        self._held.pop(0)
         except BaseException as e:  # surfaced by collect() on the training thread
             self._error = e
         finally:
@@ -182,7 +231,7 @@ class HumanTeacher:
                 break
         self._uploads.put(None)
         self._thread.join(timeout=60)
-        return dropped
+        return dropped + len(self._held)
 
     def finish(self, withdraw: bool) -> dict[str, float]:
         """End of the run: stop uploading, report asked / answered (a log line; returns ``feedback/queries_*``

@@ -99,6 +99,7 @@ def human_teacher(args, run_dir: Path, completed_sessions: set[int], next_sessio
         page,
         completed_sessions=completed_sessions,
         next_session=next_session,
+        answer_seconds=args.feedback_answer_seconds,
     )
     return teacher, server
 
