@@ -150,6 +150,7 @@ def main() -> None:
     p.add_argument("--clip-size", type=int, default=240)
     p.add_argument("--queries", type=int, default=30)
     p.add_argument("--queries-per-session", type=int, default=10)
+    p.add_argument("--total-timesteps", type=int, default=4000)
     p.add_argument("--labeller", choices=["http", "browser"], default="http")
     p.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose trainer, server and page run")
     p.add_argument("--answer-seconds", type=float, default=None, help="--feedback-answer-seconds of the trainer")
@@ -183,7 +184,7 @@ def main() -> None:
                     "--env-id",
                     a.env_id,
                     "--total-timesteps",
-                    "4000",
+                    str(a.total_timesteps),
                     "--total-explore-steps",
                     "1000",
                     "--learning-starts",
