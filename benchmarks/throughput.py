@@ -30,15 +30,12 @@ import sac_rlhf  # noqa: E402
 from rlhf.queries import select_from_reward_cache, select_queries  # noqa: E402
 from rlhf.replay import ReplayBuffer  # noqa: E402
 from rlhf.reward_model import RewardEnsemble, predict_member_rewards  # noqa: E402
+from rlhf.runs import read_scalars  # noqa: E402
 
 
 def loop_sps(run_dir: str, after: int) -> float:
     """Steps per second over the logging windows after ``after``: total steps / total seconds."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    acc.Reload()
-    points = [(e.step, e.value) for e in acc.Scalars("charts/SPS")]
+    points = [(x.step, x.value) for x in read_scalars(Path(run_dir))["charts/SPS"]]
     steps = seconds = 0.0
     prev = 0
     for step, sps in points:

@@ -48,11 +48,14 @@ def check(args: Args, max_episode_steps: int) -> None:
             f"--total-explore-steps ({args.explore_steps()}) leaves no steps of --total-timesteps "
             f"({args.total_timesteps}) for learning from feedback"
         )
-    if max_episode_steps < args.trajectory_length:
+    if 2 * max_episode_steps < args.trajectory_length:  # segments would be mostly a frozen last frame
         raise ValueError(
             f"--trajectory-length {args.trajectory_length} is longer than {args.env_id}'s episodes "
-            f"({max_episode_steps} steps)"
+            f"({max_episode_steps} steps) by more than twice"
         )
+    if max_episode_steps < args.trajectory_length:
+        log.warning("--trajectory-length %d is longer than %s's episodes (%d steps): each segment is one whole "
+                    "episode, padded with its last frame", args.trajectory_length, args.env_id, max_episode_steps)  # fmt: skip
 
 
 def main(args: Args) -> dict[str, float]:

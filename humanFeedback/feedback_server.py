@@ -246,7 +246,8 @@ def create_app(
         if request.mimetype != "multipart/form-data":
             raise ApiError(415, "unsupported_media_type", "upload a query as multipart/form-data")
         form, files = request.form, request.files
-        unknown = sorted((form.keys() - {"query_id", "session", "meta"}) | (files.keys() - {"clip_a", "clip_b"}))
+        fields = {"query_id", "session", "meta", "labellers"}
+        unknown = sorted((form.keys() - fields) | (files.keys() - {"clip_a", "clip_b"}))
         if unknown:
             raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(shown(k) for k in unknown[:5])}")
         for name in ("query_id", "session"):
@@ -255,6 +256,9 @@ def create_app(
         query_id = check_id(form["query_id"], "query_id")
         if not re.fullmatch(r"[0-9]{1,9}", form["session"]):
             raise ApiError(400, "invalid_field", "session must be a non-negative integer (< 1e9)")
+        wanted = form.get("labellers", "1")
+        if wanted not in ("1", "2"):
+            raise ApiError(400, "invalid_field", "labellers must be 1 or 2 (how many different labellers answer it)")
         meta: dict[str, Any] = {}
         if "meta" in form:
             try:
@@ -274,7 +278,9 @@ def create_app(
             if mime is None or (declared in CLIP_MIMES and declared != mime):
                 raise ApiError(415, "unsupported_media_type", f"{side} must be a video/webm or video/mp4 file")
             clips.append((data, mime))
-        query, created, same = store.add_query(run_id, query_id, int(form["session"]), clips[0], clips[1], meta)
+        query, created, same = store.add_query(
+            run_id, query_id, int(form["session"]), clips[0], clips[1], meta, wanted=int(wanted)
+        )
         return jsonify(query=_query_out(query), created=created, same_content=same), 201 if created else 200
 
     @app.post("/api/runs/<run_id>/sessions")
@@ -287,6 +293,18 @@ def create_app(
                 raise ApiError(400, "invalid_field", f"{name} must be an integer in [{low}, {high}]")
         store.announce_session(run_id, data["session"], data["queries"])
         return jsonify(session=data["session"], queries=data["queries"], counts=store.status(run_id))
+
+    @app.post("/api/runs/<run_id>/repeats")
+    def repeat_query(run_id: str) -> tuple[Response, int]:
+        _run_id(run_id)
+        data = json_body({"query_id", "session", "repeat_of"}, {"query_id", "session", "repeat_of"})
+        session = data["session"]
+        if not isinstance(session, int) or isinstance(session, bool) or not 0 <= session < 10**9:
+            raise ApiError(400, "invalid_field", "session must be a non-negative integer (< 1e9)")
+        query, created = store.add_repeat(
+            run_id, check_id(data["query_id"], "query_id"), session, check_id(data["repeat_of"], "repeat_of")
+        )
+        return jsonify(query=_query_out(query), created=created), 201 if created else 200
 
     @app.get("/api/runs/<run_id>/queries/<query_id>")
     def get_query(run_id: str, query_id: str) -> Response:
@@ -344,9 +362,11 @@ def create_app(
     def wait_for_work() -> Response:
         run_id = request.args.get("run_id")
         run_id = None if run_id is None else _run_id(run_id)
+        labeller = request.args.get("labeller")
+        labeller = None if labeller is None else check_labeller(labeller)
         wait = wait_arg()
         with _long_poll(wait) as granted:
-            claimable = store.wait_claimable(run_id, wait=granted)
+            claimable = store.wait_claimable(run_id, wait=granted, labeller=labeller)
         if granted < wait and not claimable:
             return _retry_after(jsonify(claimable=claimable, retry_after=LONG_POLL_RETRY_S))
         return jsonify(claimable=claimable)
@@ -386,6 +406,29 @@ def create_app(
                 None if run_id is None else _run_id(run_id),
             )
         )
+
+    # ---------------------------------------------------------------- labeller quality (labeller_stats.py)
+    def _labeller_stats() -> list[dict[str, Any]]:
+        run_id = request.args.get("run_id")
+        return store.labeller_stats(None if run_id is None else _run_id(run_id))
+
+    @app.get("/api/labellers")
+    def labellers() -> Response:
+        return jsonify(labellers=_labeller_stats())
+
+    @app.post("/api/labellers/<name>/exclude")
+    def exclude_labeller(name: str) -> Response:
+        name = check_labeller(name)
+        data = json_body({"excluded"}, set())
+        excluded = data.get("excluded", True)
+        if not isinstance(excluded, bool):
+            raise ApiError(400, "invalid_field", "excluded must be true or false")
+        changed = store.set_excluded(name, excluded)
+        return jsonify(labeller=name, excluded=excluded, queries_changed=changed)
+
+    @app.get("/labellers")
+    def labellers_page() -> str:
+        return render_template("labellers.html", labellers=_labeller_stats(), run_id=request.args.get("run_id"))
 
     # ---------------------------------------------------------------- clips
     @app.get("/clips/<name>")

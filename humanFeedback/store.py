@@ -22,6 +22,13 @@ A labeller holds one lease, or two when their page prefetches the next pair (``c
 An expired lease counts as pending and may be claimed by anyone; the old holder can still answer as long as no
 one else has claimed it. Undo retracts the labeller's last answer (a ``retract`` event) and leases that query
 back to them.
+
+Labeller quality (issue 12, item 4; the statistics are labeller_stats.py): a query may want answers from two
+different labellers (``wanted``): it goes back to pending after the first answer, for anyone but who answered it,
+and is done once ``wanted`` labellers who are not excluded answered it. A *repeat* re-asks an answered query (its
+clips swapped left for right) of the labellers who labelled the original, and only of them, to measure their
+self-consistency. An excluded labeller can claim nothing more, and their answers count towards no query: queries
+only they answered are pending again for the others.
 """
 
 from __future__ import annotations
@@ -37,13 +44,22 @@ from pathlib import Path
 from typing import Any
 
 from clip_files import CLIP_MIMES, clip_path, parse_clip_name, remove_temporaries, write_clip
+from labeller_stats import labeller_stats
 
 try:
     import fcntl
 except ImportError:  # not POSIX: no data-dir lock
     fcntl = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added after version 1, added to an older database when it is opened (ALTER TABLE keeps its rows).
+_ADDED_COLUMNS = (
+    ("queries", "wanted", "INTEGER NOT NULL DEFAULT 1"),  # how many different labellers answer it
+    ("queries", "repeat_of", "TEXT"),  # the query (same run) this one re-asks, sides swapped
+    ("queries", "leased_at", "REAL"),  # when the current holder got the pair (renewals keep it)
+    ("labels", "seconds", "REAL"),  # from being handed the pair to answering it
+    ("labellers", "excluded", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 # Label encoding is fixed project-wide: P(B > A). "skip" is not a label.
 CHOICES: dict[str, float | None] = {"A": 0.0, "B": 1.0, "equal": 0.5, "skip": None}
@@ -95,6 +111,8 @@ CREATE TABLE IF NOT EXISTS labels (
     FOREIGN KEY (run_id, query_id) REFERENCES queries(run_id, query_id)
 );
 CREATE INDEX IF NOT EXISTS labels_labeller ON labels (labeller, id);
+-- a query's answers: who may claim it (a doubled query's second labeller, a repeat's), whether it is done
+CREATE INDEX IF NOT EXISTS labels_query ON labels (run_id, query_id);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- global and increasing; a run's events are a subsequence
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -132,6 +150,21 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     status = 409
+
+
+class Forbidden(StoreError):
+    status = 403
+
+
+# A query the labeller ``:who`` may be handed: pending (or its lease ran out), not answered by them already (the
+# second answer of a doubled query comes from someone else), and, for a repeat, one whose original they labelled.
+_CLAIMABLE = (
+    "(q.state = 'pending' OR (q.state = 'leased' AND q.lease_expires <= :now))"
+    " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.run_id = q.run_id AND l.query_id = q.query_id"
+    " AND l.labeller = :who AND l.retracted_at IS NULL)"
+    " AND (q.repeat_of IS NULL OR EXISTS (SELECT 1 FROM labels o WHERE o.run_id = q.run_id"
+    " AND o.query_id = q.repeat_of AND o.labeller = :who AND o.kind = 'label' AND o.retracted_at IS NULL))"
+)
 
 
 def iso(ts: float) -> str | None:
@@ -190,7 +223,10 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        for table, column, decl in _ADDED_COLUMNS:
+            if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -241,6 +277,65 @@ class Store:
             "ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
             (name, now, now),
         )
+
+    def _check_not_excluded(self, labeller: str) -> None:
+        row = self._db.execute("SELECT excluded FROM labellers WHERE name = ?", (labeller,)).fetchone()
+        if row is not None and row["excluded"]:
+            raise Forbidden("labeller_excluded", "your answers are no longer used here; ask the study's organiser")
+
+    def _settle(self, db: sqlite3.Connection, pk: int) -> None:
+        """Put an unleased query in the state its answers make: done (``labelled`` if one of them is a label, else
+        ``skipped``) once ``wanted`` labellers who are not excluded answered it, else ``pending``."""
+        row = db.execute(
+            "SELECT q.wanted, COUNT(l.id) AS n, SUM(l.kind = 'label') AS labels FROM queries q "
+            "LEFT JOIN labels l ON l.run_id = q.run_id AND l.query_id = q.query_id AND l.retracted_at IS NULL "
+            "AND l.labeller NOT IN (SELECT name FROM labellers WHERE excluded) WHERE q.pk = ?",
+            (pk,),
+        ).fetchone()
+        state = "pending" if row["n"] < row["wanted"] else ("labelled" if row["labels"] else "skipped")
+        db.execute("UPDATE queries SET state = ? WHERE pk = ? AND state NOT IN ('leased', ?)", (state, pk, state))
+
+    # ------------------------------------------------------------------ labellers
+    def set_excluded(self, labeller: str, excluded: bool) -> int:
+        """Exclude ``labeller`` (or take them back): their answers count towards no query and go into no export;
+        the queries they answered are settled again (pending for the others where nobody else answered).
+        Returns how many queries changed state."""
+        with self._cond, self._tx() as db:
+            now = self._clock()
+            self._touch_labeller(db, labeller, now)
+            db.execute("UPDATE labellers SET excluded = ? WHERE name = ?", (int(excluded), labeller))
+            if excluded:  # a lease they hold goes back to the others
+                db.execute(
+                    "UPDATE queries SET state = 'pending', lease_holder = NULL, lease_expires = NULL, leased_at = NULL "
+                    "WHERE state = 'leased' AND lease_holder = ?",
+                    (labeller,),
+                )
+            pks = [
+                r["pk"]
+                for r in db.execute(
+                    "SELECT DISTINCT q.pk, q.state FROM queries q JOIN labels l ON l.run_id = q.run_id AND "
+                    "l.query_id = q.query_id WHERE l.labeller = ? AND l.retracted_at IS NULL",
+                    (labeller,),
+                )
+            ]
+            before = db.total_changes
+            for pk in pks:
+                self._settle(db, pk)
+            return db.total_changes - before
+
+    def excluded_labellers(self) -> set[str]:
+        """Names whose labels must not be used: not for training, not in an exported dataset."""
+        with self._cond:
+            return {r["name"] for r in self._db.execute("SELECT name FROM labellers WHERE excluded")}
+
+    def labeller_stats(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Per labeller (of one run, or all): answers, median answer time, agreement on doubled queries,
+        self-consistency on repeats, excluded or not (labeller_stats.py)."""
+        if run_id is not None:
+            self.get_run(run_id)
+        with self._cond:
+            stats = labeller_stats(self._db, run_id)
+        return [dict(st, first_seen=iso(st["first_seen"]), last_seen=iso(st["last_seen"])) for st in stats]
 
     # ------------------------------------------------------------------ runs
     @staticmethod
@@ -339,8 +434,10 @@ class Store:
         clip_a: tuple[bytes, str],
         clip_b: tuple[bytes, str],
         meta: dict[str, Any] | None = None,
+        wanted: int = 1,
     ) -> tuple[dict[str, Any], bool, bool]:
         """Store a query and its two clips (each ``(bytes, mime)``). Idempotent on ``(run_id, query_id)``.
+        ``wanted``: how many different labellers answer it (2: a doubled query, for their agreement).
 
         Returns ``(query, created, same_content)``; a re-upload never duplicates, and ``same_content`` says
         whether its clips and session equal the stored ones.
@@ -355,9 +452,9 @@ class Store:
             if row is None:
                 with self._tx() as db:
                     db.execute(
-                        "INSERT INTO queries (run_id, query_id, session, clip_a, clip_b, meta, state, created_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
-                        (run_id, query_id, session, id_a, id_b, json.dumps(meta or {}), self._clock()),
+                        "INSERT INTO queries (run_id, query_id, session, clip_a, clip_b, meta, state, created_at, "
+                        "wanted) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                        (run_id, query_id, session, id_a, id_b, json.dumps(meta or {}), self._clock(), wanted),
                     )
                 row = self._db.execute(
                     "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (run_id, query_id)
@@ -376,6 +473,45 @@ class Store:
                 "ON CONFLICT(run_id, session) DO UPDATE SET queries = excluded.queries",
                 (run_id, session, queries, self._clock()),
             )
+
+    def add_repeat(self, run_id: str, query_id: str, session: int, repeat_of: str) -> tuple[dict[str, Any], bool]:
+        """Re-ask the labelled query ``repeat_of`` as ``query_id``, its clips swapped (so that the labeller does not
+        answer from where the better clip was), of the labellers who labelled it. Idempotent on ``query_id``.
+        Returns ``(query, created)``; Conflict ``not_labelled`` when nobody labelled the original yet."""
+        self.get_run(run_id)
+        with self._cond:
+            row = self._db.execute(
+                "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (run_id, query_id)
+            ).fetchone()
+            if row is not None:
+                if row["repeat_of"] != repeat_of:
+                    raise Conflict("query_exists", f"query {query_id!r} exists and is no repeat of {repeat_of!r}")
+                return self._query_dict(row), False
+            orig = self._db.execute(
+                "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (run_id, repeat_of)
+            ).fetchone()
+            if orig is None:
+                raise NotFound("unknown_query", f"no query {repeat_of!r} in run {run_id!r}")
+            if orig["repeat_of"] is not None:
+                raise Conflict("repeat_of_repeat", f"query {repeat_of!r} is itself a repeat")
+            labelled = self._db.execute(
+                "SELECT 1 FROM labels WHERE run_id = ? AND query_id = ? AND kind = 'label' AND retracted_at IS NULL "
+                "AND labeller NOT IN (SELECT name FROM labellers WHERE excluded)",
+                (run_id, repeat_of),
+            ).fetchone()
+            if labelled is None:
+                raise Conflict("not_labelled", f"query {repeat_of!r} has no label to repeat yet")
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO queries (run_id, query_id, session, clip_a, clip_b, meta, state, created_at, "
+                    "wanted, repeat_of) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, 1, ?)",
+                    (run_id, query_id, session, orig["clip_b"], orig["clip_a"], orig["meta"], self._clock(),
+                     repeat_of),
+                )  # fmt: skip
+            row = self._db.execute(
+                "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (run_id, query_id)
+            ).fetchone()
+            return self._query_dict(row), True
 
     def get_query(self, run_id: str, query_id: str) -> dict[str, Any]:
         with self._cond:
@@ -406,6 +542,7 @@ class Store:
             self.get_run(run_id)
         run_filter = "" if run_id is None else " AND run_id = :run"
         with self._cond:
+            self._check_not_excluded(labeller)
             now = self._clock()
             params = {"who": labeller, "now": now, "run": run_id, "until": now + self.lease_seconds, "n": hold}
             held = self._db.execute(
@@ -415,8 +552,9 @@ class Store:
                 params,
             ).fetchall()
             fresh = self._db.execute(
-                "SELECT pk FROM queries WHERE (state = 'pending' OR (state = 'leased' AND lease_expires <= :now"
-                " AND lease_holder != :who))" + run_filter + " ORDER BY pk LIMIT :n",
+                f"SELECT pk FROM queries q WHERE {_CLAIMABLE} AND NOT (q.state = 'leased' AND q.lease_holder = :who)"
+                + run_filter
+                + " ORDER BY pk LIMIT :n",
                 params,
             ).fetchall()
             keep = sorted([r["pk"] for r in held] + [r["pk"] for r in fresh][: hold - len(held)])
@@ -429,19 +567,21 @@ class Store:
                     (labeller, *keep),
                 ).rowcount
                 db.execute(
-                    f"UPDATE queries SET state = 'leased', lease_holder = ?, lease_expires = ? WHERE pk IN ({marks})",
-                    (labeller, params["until"], *keep),
+                    "UPDATE queries SET leased_at = CASE WHEN state = 'leased' AND lease_holder = ? "
+                    "AND leased_at IS NOT NULL THEN leased_at ELSE ? END, "
+                    f"state = 'leased', lease_holder = ?, lease_expires = ? WHERE pk IN ({marks})",
+                    (labeller, now, labeller, params["until"], *keep),
                 )
             if released and not keep:
                 self._cond.notify_all()
             rows = self._db.execute(f"SELECT * FROM queries WHERE pk IN ({marks}) ORDER BY pk", keep).fetchall()
             return [self._query_dict(r, now) for r in rows]
 
-    def wait_claimable(self, run_id: str | None = None, wait: float = 0.0) -> int:
-        """How many queries could be claimed now; if none, block up to ``wait`` s until some could (long-poll), or
-        until a session is announced (0 then: the page shows how many pairs are being rendered meanwhile).
-
-        Wakes on any change and when the next lease expires, so nobody polls in a loop.
+    def wait_claimable(self, run_id: str | None = None, wait: float = 0.0, labeller: str | None = None) -> int:
+        """How many queries could be claimed now (by ``labeller``: not the second answer of a doubled query they
+        answered, nor a repeat of what they did not label); if none, block up to ``wait`` s until some could
+        (long-poll), or until a session is announced (0 then: the page shows how many pairs are being rendered
+        meanwhile). Wakes on any change and when the next lease expires, so nobody polls in a loop.
         """
         if run_id is not None:
             self.get_run(run_id)
@@ -450,11 +590,14 @@ class Store:
             deadline = self._clock() + wait
             rendering = self._counts(run_id)["rendering"]
             while True:
-                params = {"now": self._clock(), "run": run_id}
+                params = {"now": self._clock(), "run": run_id, "who": labeller}
+                claimable = (
+                    _CLAIMABLE
+                    if labeller is not None
+                    else "(q.state = 'pending' OR (q.state = 'leased' AND q.lease_expires <= :now))"
+                )
                 n = self._db.execute(
-                    "SELECT COUNT(*) FROM queries WHERE (state = 'pending' OR (state = 'leased' AND "
-                    "lease_expires <= :now))" + run_filter,
-                    params,
+                    f"SELECT COUNT(*) FROM queries q WHERE {claimable}" + run_filter, params
                 ).fetchone()[0]
                 if n or self._counts(run_id)["rendering"] > rendering:
                     return n
@@ -492,16 +635,20 @@ class Store:
             if row["state"] != "leased" or row["lease_holder"] != labeller:
                 raise Conflict("not_leased", "this query is not leased to you (claim it first)")
             kind = "skip" if label is None else "label"
+            seconds = None if row["leased_at"] is None else max(now - row["leased_at"], 0.0)
             with self._tx() as db:
                 self._touch_labeller(db, labeller, now)
                 db.execute(
-                    "INSERT INTO labels (run_id, query_id, kind, label, labeller, created_at) VALUES (?,?,?,?,?,?)",
-                    (run_id, query_id, kind, label, labeller, now),
+                    "INSERT INTO labels (run_id, query_id, kind, label, labeller, created_at, seconds) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (run_id, query_id, kind, label, labeller, now, seconds),
                 )
                 db.execute(
-                    "UPDATE queries SET state = ?, lease_holder = NULL, lease_expires = NULL WHERE pk = ?",
-                    ("skipped" if label is None else "labelled", row["pk"]),
+                    "UPDATE queries SET state = 'pending', lease_holder = NULL, lease_expires = NULL, leased_at = NULL "
+                    "WHERE pk = ?",
+                    (row["pk"],),
                 )
+                self._settle(db, row["pk"])
                 seq = db.execute(
                     "INSERT INTO events (run_id, type, query_id, label, labeller, created_at) VALUES (?,?,?,?,?,?)",
                     (run_id, kind, query_id, label, labeller, now),
@@ -534,9 +681,9 @@ class Store:
                     params,
                 )
                 db.execute(
-                    "UPDATE queries SET state = 'leased', lease_holder = ?, lease_expires = ? "
+                    "UPDATE queries SET state = 'leased', lease_holder = ?, lease_expires = ?, leased_at = ? "
                     "WHERE run_id = ? AND query_id = ?",
-                    (labeller, now + self.lease_seconds, last["run_id"], last["query_id"]),
+                    (labeller, now + self.lease_seconds, now, last["run_id"], last["query_id"]),
                 )
                 db.execute(
                     "INSERT INTO events (run_id, type, query_id, label, labeller, created_at) "

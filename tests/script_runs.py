@@ -6,6 +6,8 @@ from pathlib import Path
 
 import tyro
 
+from rlhf.runs import read_scalars
+
 # Budgets that pass through every branch: random actions, exploration updates, the exploration checkpoint,
 # several feedback sessions (reward training + relabel), SAC updates, logging, evaluation, the final checkpoint.
 TINY_SAC_RLHF = {
@@ -40,9 +42,5 @@ def run_in_process(module, args: list[str]) -> dict:
 
 
 def scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """All TensorBoard scalars of a run: tag -> [(step, value)]."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    """All TensorBoard scalars of a run as written: tag -> [(step, value)] (the library's run reader)."""
+    return {tag: [(x.step, x.value) for x in series] for tag, series in read_scalars(Path(run_dir), True).items()}

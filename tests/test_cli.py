@@ -53,6 +53,9 @@ BAD_INPUT = [
     (["--capture-video", "--render-mode", "human"], "cannot be used together"),
     (["--pref-buffer-size-sessions", "some"], "'all' or a positive integer"),
     (["--feedback-server-url", "ftp://x", "--teacher-feedback-mode", "human"], "must look like http://host:port"),
+    (["--feedback-repeat-fraction", "1.5", "--teacher-feedback-mode", "human"], "must be in [0, 1]"),
+    (["--feedback-double-fraction", "0.2"], "needs --teacher-feedback-mode human"),
+    (["--feedback-exclude-labeller", "bob"], "needs --teacher-feedback-mode human"),
 ]
 
 

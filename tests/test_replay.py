@@ -7,7 +7,8 @@ from rlhf.replay import ReplayBuffer
 
 
 def fill(rb, episodes):
-    """episodes: list of (length, terminated). obs[0] = global transition index; true reward = 1 per step."""
+    """episodes: list of (length, terminated): True ends it by termination, False by a time limit (truncated), None
+    leaves it running. obs[0] = global transition index; true reward = 1 per step."""
     i = 0
     for ep, (length, terminated) in enumerate(episodes):
         for t in range(length):
@@ -17,8 +18,8 @@ def fill(rb, episodes):
                 np.full(2, i),
                 np.full(3, i + 1),
                 1.0,
-                last and terminated,
-                last and not terminated,
+                last and terminated is True,
+                last and terminated is False,
                 ep,
                 t,
                 np.full(4, i),
@@ -28,11 +29,11 @@ def fill(rb, episodes):
 
 
 def test_segments_never_cross_episodes_and_short_terminated_episodes_are_padded(rng):
-    rb = fill(ReplayBuffer(100, 3, 2, 4), [(10, True), (30, False), (5, True), (4, False)])
+    rb = fill(ReplayBuffer(100, 3, 2, 4), [(10, True), (30, False), (5, True), (4, None)])
     starts, last = rb.segment_starts(8)
     order = rb.chronological()
     # episode 0 (10 steps, terminated): starts 0..2 full; episode 1 (30): starts 10..32; episode 2 (5 steps,
-    # terminated): only its first step, padded; episode 3 (4 steps, truncated/in progress): none
+    # terminated): only its first step, padded; episode 3 (4 steps, in progress): none
     assert starts.tolist() == [0, 1, 2, *range(10, 33), 40]
     seg = rb.segments(starts, last, 8)
     padded = seg[len(starts) - 1]
@@ -45,6 +46,16 @@ def test_segments_never_cross_episodes_and_short_terminated_episodes_are_padded(
     ep_of = lambda x: np.searchsorted([10, 40, 45, 49], x, side="right")  # noqa: E731
     assert (ep_of(full.obs[:, 0, 0]) == ep_of(full.obs[:, -1, 0])).all()
     assert order.tolist() == list(range(49))
+
+
+def test_episodes_cut_by_a_time_limit_shorter_than_the_segment_are_padded_whole():
+    """A task whose episodes are all shorter than H (Pusher's 100 steps with H = 128): each segment is one whole
+    episode, padded with its last step; an episode still running gives none yet (it may still reach H)."""
+    rb = fill(ReplayBuffer(100, 3, 2, 4), [(6, False), (6, False), (3, None)])
+    starts, last = rb.segment_starts(8)
+    assert starts.tolist() == [0, 6] and last.tolist() == [5, 11]
+    seg = rb.segments(starts, last, 8)
+    assert seg.mask.sum(1).tolist() == [6, 6] and (seg.obs[1, 6:, 0] == 11).all()
 
 
 def test_wrapped_buffer_ignores_partly_overwritten_episode_starts():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT
-from script_runs import TINY_SAC_RLHF, argv, scalars
+from script_runs import TINY_SAC_RLHF, argv, run_in_process, scalars
 from test_ppo_scripts import TINY_PPO
 from test_pref_ppo_labels import TINY_PREF_PPO
 from test_sac import TINY_SAC
@@ -238,3 +238,44 @@ def test_an_interrupt_inside_a_bundle_save_waits_for_the_save(tmp_path, monkeypa
     bundle = checkpoint.load_bundle(tmp_path / "resume", ("state", "big"))
     assert bundle["state"]["step"] == 2 and bundle["big"]["x"].tolist() == [1, 1, 1]  # the new one, complete
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resume"]
+
+
+def test_an_interrupt_inside_a_label_update_waits_for_the_whole_session(tmp_path, monkeypatch):
+    """SIGINT (SIGTERM takes the same path) raised between storing a session's A and B segments used to save a
+    checkpoint whose preferences did not pair up. Checked against the code without the loop's deferral: the final
+    checkpoint then held 10 A segments and 5 B segments, and this test failed on the pairing assertion."""
+    import os
+
+    import sac_rlhf
+
+    from rlhf.preferences import PreferenceDataset
+    from rlhf.segments import Segments
+
+    armed, calls = [False], []
+    original_add, original_concatenate = PreferenceDataset.add, Segments.concatenate
+
+    def add(self, *a, **k):
+        armed[0] = True
+        try:
+            return original_add(self, *a, **k)
+        finally:
+            armed[0] = False
+
+    def concatenate(parts):
+        out = original_concatenate(parts)
+        if armed[0]:
+            calls.append(1)
+            if len(calls) == 4:  # the second session's B segments: its A segments are already stored
+                os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(PreferenceDataset, "add", add)
+    monkeypatch.setattr(Segments, "concatenate", staticmethod(concatenate))
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(sac_rlhf, argv(TINY_SAC_RLHF, tmp_path))
+    (run_dir,) = tmp_path.iterdir()
+    state = load_state(run_dir / "checkpoints" / "final")
+    prefs = state["feedback"]["preferences"]
+    sizes = {len(prefs["a_obs"]), len(prefs["b_obs"]), len(prefs["labels"]), len(prefs["session"])}
+    assert sizes == {10}, sizes  # both sessions whole, none half
+    assert state["feedback"]["stats"]["total_labels"] == 10 and state["feedback"]["next_session"] == 2

@@ -1,6 +1,7 @@
 """Reward ensemble: Bradley-Terry loss in closed form, masked sums, eval-mode predictions, and learning."""
 
 import numpy as np
+import pytest
 import torch
 
 from rlhf.preferences import PreferenceDataset
@@ -103,3 +104,13 @@ def test_preference_dataset_split_and_session_window(rng):
     restored.load_state_dict(data.state_dict())
     np.testing.assert_array_equal(restored.seg_b.obs, data.seg_b.obs)
     np.testing.assert_array_equal(restored.labels, data.labels)
+
+
+def test_stored_preferences_that_do_not_pair_up_are_refused(rng):
+    a, b, labels = scripted_dataset(rng, 10)
+    data = PreferenceDataset(10, 4, 1, 1)
+    data.add(a, b, labels, 0, 0.2, rng)
+    state = data.state_dict()
+    state["b_obs"] = state["b_obs"][:5]
+    with pytest.raises(ValueError, match="do not pair up"):
+        PreferenceDataset(10, 4, 1, 1).load_state_dict(state)

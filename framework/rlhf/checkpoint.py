@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger("cleanrlhf")
 
 FORMAT = "cleanrlhf-checkpoint-1"
 
@@ -130,8 +133,9 @@ def save_bundle(directory: Path, parts: dict[str, dict[str, Any]]) -> None:
 
 
 @contextlib.contextmanager
-def signals_deferred():
-    """Hold SIGINT and SIGTERM until the block is done, then act on them as usual.
+def signals_deferred(doing: str = ""):
+    """Hold SIGINT and SIGTERM until the block is done, then act on them as usual (``doing``: what the block does,
+    logged when a signal waits for it).
 
     A second Ctrl-C about 0.1 s after the first (or one SIGINT that ``uv run`` forwards twice) used to interrupt
     the checkpoint written on the first and leave only ``resume.tmp`` (issue 9, item 7). Python runs signal
@@ -142,9 +146,13 @@ def signals_deferred():
         yield
         return
     received: list[int] = []
-    previous = {
-        s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)
-    }
+
+    def hold(signum, frame) -> None:
+        if doing and not received:
+            log.warning("%s received: stopping after %s", signal.Signals(signum).name, doing)
+        received.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

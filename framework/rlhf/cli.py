@@ -19,7 +19,7 @@ from rlhf.tracking import SECRET_FLAGS
 
 # The flags a resumed run may take from the command line: they change how fast or how verbosely it runs, not what
 # it computes (issue 9, item 10). Every other flag is the run's own, from its args.json.
-RESUME_MAY_CHANGE = ("progress_bar", "log_level", "threads")
+RESUME_MAY_CHANGE = ("progress_bar", "log_level", "threads", "log_file")
 
 
 def resumed_args(args):
@@ -49,7 +49,7 @@ def resumed_args(args):
     if given:
         raise ValueError(
             f"--resume continues the run with its own flags; {', '.join(given)} cannot be changed "
-            f"(only --threads, --progress-bar/--no-progress-bar and --log-level can)"
+            f"(only --threads, --progress-bar/--no-progress-bar, --log-level and --log-file/--no-log-file can)"
         )
     merged = {**saved, "resume": args.resume}
     merged |= {k: getattr(args, k) for k in SECRET_FLAGS if k in fields}  # not in args.json: from this call

@@ -66,6 +66,9 @@ class GeneralArgs:
     """'human' opens MuJoCo's live viewer during training (needs a display)"""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """logging verbosity"""
+    log_file: bool = True
+    """also write the log to log.log in the run directory (appended to when the run is resumed), as the original
+    CleanRLHF does"""
     env_id: str = "Hopper-v5"
     """a Gymnasium MuJoCo v5 id (e.g. Hopper-v5) or dm_control/<domain>-<task>-v0"""
     total_timesteps: int = 1_000_000
@@ -81,9 +84,15 @@ class GeneralArgs:
     early_stopping_step: int = 500_000
     """earliest step at which early stopping may stop the run"""
     early_stop_patience: int = 5
-    """evaluations without improvement of the best mean return before stopping"""
+    """evaluations without improvement of the best mean return before stopping; also how many of the latest
+    evaluations --early-stopping-mean averages (the original's only use of it)"""
     early_stopping_mean: float = 0.0
-    """stop as soon as the mean evaluation return reaches this value (0 disables this criterion)"""
+    """stop when the mean return of the last --early-stop-patience evaluations is at or above this value (below it
+    with --no-enable-greater-or-smaller-check); 0 disables this criterion"""
+    enable_greater_or_smaller_check: bool = True
+    """the direction of --early-stopping-mean: stop once the return reaches it (a target), or, with
+    --no-enable-greater-or-smaller-check (the original CleanRLHF's default), once it is still below it (a run not
+    worth finishing)"""
     threads: int = 1
     """torch CPU threads (0: one per CPU this process may run on). 1 by default: with other jobs on the cores, more
     threads made SAC updates many times slower (benchmarks/threads.py, numbers in benchmarks/README.md)"""
@@ -93,7 +102,8 @@ class GeneralArgs:
     """show a progress bar on stderr"""
 
     def check(self) -> None:
-        _positive(self, "total_timesteps", "log_frequency", "evaluation_frequency", "evaluation_episodes")
+        _positive(self, "total_timesteps", "log_frequency", "evaluation_frequency", "evaluation_episodes",
+                  "early_stop_patience")  # fmt: skip
         _non_negative(self, "threads")
         if self.capture_video and self.render_mode == "human":
             raise ValueError("--capture-video and --render-mode human cannot be used together in one run")
@@ -108,7 +118,7 @@ class ResumeArgs:
     """save a resumable checkpoint (with the replay buffer) at the first episode end after every this many steps"""
     resume: str | None = None
     """continue the run in this run directory from its last checkpoint, with the run's own flags (only --threads,
-    --progress-bar and --log-level may be given again)"""
+    --progress-bar, --log-level and --log-file may be given again)"""
 
     def check(self) -> None:
         _positive(self, "checkpoint_frequency")
@@ -172,6 +182,14 @@ class FeedbackArgs:
     feedback_answer_seconds: float = 2.0
     """labelling pace to plan for: a session is shown once enough of it is rendered that someone answering every
     this many seconds never waits for the rest (0: show each pair as soon as it exists)"""
+    feedback_repeat_fraction: float = 0.0
+    """human teacher: ask this fraction of each session's queries more, re-asking earlier labelled pairs (sides
+    swapped) of their labeller, to measure self-consistency; repeats never train"""
+    feedback_double_fraction: float = 0.0
+    """human teacher: this fraction of each session's queries is answered by two different labellers, to measure
+    their agreement; it trains on the label both gave, and a disagreement is dropped"""
+    feedback_exclude_labeller: tuple[str, ...] = ()
+    """human teacher: labellers whose answers this run ignores, labels already learned from included (repeatable)"""
     teacher_feedback_schedule: Literal["linear", "exponential"] = "exponential"
     """when feedback sessions happen: evenly spaced, or dense early with exponentially growing gaps"""
     teacher_feedback_total_queries: int = 1_400
@@ -218,9 +236,10 @@ class FeedbackArgs:
     teacher_sim_epsilon: float | None = None
     """probability of flipping a label (mistakes)"""
     teacher_sim_delta_skip: float | None = None
-    """skip queries whose two returns are both below this"""
+    """skip queries whose two returns are both below this (negative: never skip, e.g. the original CleanRLHF's
+    -10000000)"""
     teacher_sim_delta_equal: float | None = None
-    """label 0.5 when the returns differ by less than this"""
+    """label 0.5 when the returns differ by less than this (negative: never)"""
 
     def keep_sessions(self) -> int | None:
         """--pref-buffer-size-sessions: None ('all') keeps every label."""
@@ -248,6 +267,14 @@ class FeedbackArgs:
             raise ValueError(f"--reward-net-dropout must be in [0, 1), got {self.reward_net_dropout}")
         if self.feedback_server_autostart and self.teacher_feedback_mode != "human":
             raise ValueError("--feedback-server-autostart needs --teacher-feedback-mode human")
+        for name in ("feedback_repeat_fraction", "feedback_double_fraction"):
+            flag = "--" + name.replace("_", "-")
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{flag} must be in [0, 1], got {getattr(self, name)}")
+            if getattr(self, name) and self.teacher_feedback_mode != "human":
+                raise ValueError(f"{flag} needs --teacher-feedback-mode human (the simulated teacher never varies)")
+        if self.feedback_exclude_labeller and self.teacher_feedback_mode != "human":
+            raise ValueError("--feedback-exclude-labeller needs --teacher-feedback-mode human")
         if self.teacher_feedback_mode == "human":
             from rlhf.teacher_factory import check_server_url
 

@@ -79,19 +79,29 @@ def evaluate_policy(
 
 
 class EarlyStopping:
-    """Stop when the evaluation return reaches a target, or has not improved for ``patience`` evaluations,
-    counting only evaluations at or after ``start_step``."""
+    """Stop when the mean return of the last ``patience`` evaluations crosses ``target_mean`` (reaches it with
+    ``greater``; is below it otherwise), or when the return has not improved for ``patience`` evaluations,
+    counting only evaluations at or after ``start_step``.
 
-    def __init__(self, enabled: bool, start_step: int, patience: int, target_mean: float):
+    The threshold rule is the original CleanRLHF's (sac_rlhf.py: the mean of a ``deque(maxlen=early_stop_patience)``
+    of evaluation means against ``--early-stopping-mean``, above or below it by ``--enable-greater-or-smaller-check``);
+    there it was only applied with ``--early-stopping-step 0`` (a chained comparison, ``step > start == 0``), here
+    from ``start_step`` on. A ``target_mean`` of 0 disables it."""
+
+    def __init__(self, enabled: bool, start_step: int, patience: int, target_mean: float, greater: bool = True):
         self.enabled, self.start_step, self.patience, self.target_mean = enabled, start_step, patience, target_mean
+        self.greater = greater
         self.best, self.stale = -np.inf, 0
+        self.recent: list[float] = []  # the last ``patience`` evaluation returns, oldest first
 
     def should_stop(self, step: int, mean_return: float) -> bool:
+        self.recent = (self.recent + [float(mean_return)])[-self.patience :]
         if not self.enabled or step < self.start_step:
             return False
         if mean_return > self.best:
             self.best, self.stale = mean_return, 0
         else:
             self.stale += 1
-        reached = self.target_mean != 0 and mean_return >= self.target_mean
-        return reached or self.stale >= self.patience
+        window = float(np.mean(self.recent))
+        crossed = window >= self.target_mean if self.greater else window < self.target_mean
+        return (self.target_mean != 0 and crossed) or self.stale >= self.patience

@@ -18,8 +18,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 import requests
+
+from rlhf.labeller_quality import answer_count, combine
 
 MAX_WAIT = 30.0  # the server's long-poll cap
 _RETRY_STATUS = {502, 503, 504}
@@ -65,28 +68,45 @@ class RunStatus:
 
 @dataclass
 class LabelLog:
-    """The current answers of a run, folded from its event log (a retract undoes the query's last answer)."""
+    """The current answers of a run, folded from its event log: per query, each labeller's answer (P(B > A), None
+    for a skip). A retract undoes that labeller's answer. ``labels`` and ``skipped`` combine the answers of a query
+    into one (rlhf.labeller_quality.combine: the majority; a tie is no label)."""
 
     last_seq: int = 0
-    labels: dict[str, float] = field(default_factory=dict)
-    skipped: set[str] = field(default_factory=set)
+    answers: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def apply(self, events: Iterable[FeedbackEvent]) -> None:
         for ev in events:
             if ev.seq <= self.last_seq:
                 continue  # already applied (e.g. a retried fetch)
-            self.labels.pop(ev.query_id, None)
-            self.skipped.discard(ev.query_id)
+            mine = self.answers.setdefault(ev.query_id, {})
+            mine.pop(ev.labeller, None)
             if ev.type == "label":
                 if ev.label not in (0.0, 0.5, 1.0):
                     raise ValueError(f"label event {ev.seq} carries {ev.label!r}, not P(B > A) in {{0, 0.5, 1}}")
-                self.labels[ev.query_id] = float(ev.label)
+                mine[ev.labeller] = float(ev.label)
             elif ev.type == "skip":
-                self.skipped.add(ev.query_id)
+                mine[ev.labeller] = None
+            if not mine:
+                del self.answers[ev.query_id]
             self.last_seq = ev.seq
 
-    def answered(self, query_id: str) -> bool:
-        return query_id in self.labels or query_id in self.skipped
+    def answered(self, query_id: str, wanted: int = 1, excluded: Iterable[str] = ()) -> bool:
+        """Whether ``wanted`` labellers who are not ``excluded`` answered the query (a label or a skip)."""
+        return answer_count(self.answers.get(query_id, {}), excluded) >= wanted
+
+    def label(self, query_id: str, excluded: Iterable[str] = ()) -> float | None:
+        """The query's training label (the majority of its labels), None if it has none."""
+        return combine(self.answers.get(query_id, {}), excluded)
+
+    @property
+    def labels(self) -> dict[str, float]:
+        return {q: v for q in self.answers if (v := self.label(q)) is not None}
+
+    @property
+    def skipped(self) -> set[str]:
+        """Answered queries without a label (skipped, or their labels disagree)."""
+        return {q for q in self.answers if self.label(q) is None}
 
 
 class FeedbackClient:
@@ -170,8 +190,10 @@ class FeedbackClient:
         clip_b: bytes,
         mime: str = "video/webm",
         meta: dict[str, Any] | None = None,
+        labellers: int = 1,
     ) -> dict[str, Any]:
         """Send a query and its two clips (``mime`` video/webm or video/mp4). Idempotent on ``query_id``.
+        ``labellers=2`` asks two different labellers (a doubled query, for their agreement).
 
         Returns the server's answer: ``{"query": {...}, "created": bool, "same_content": bool}``.
         """
@@ -180,6 +202,8 @@ class FeedbackClient:
         data = {"query_id": query_id, "session": str(int(session))}
         if meta:
             data["meta"] = json.dumps(meta)
+        if labellers != 1:
+            data["labellers"] = str(int(labellers))
         return self._request("POST", f"/api/runs/{self.run_id}/queries", files=files, data=data)
 
     def announce_session(self, session: int, queries: int) -> None:
@@ -187,6 +211,25 @@ class FeedbackClient:
         that the page counts the pairs still being rendered."""
         body = {"session": int(session), "queries": int(queries)}
         self._request("POST", f"/api/runs/{self.run_id}/sessions", json=body)
+
+    def repeat_query(self, query_id: str, session: int, repeat_of: str) -> dict[str, Any]:
+        """Ask the labelled query ``repeat_of`` again as ``query_id`` (sides swapped), of the labellers who labelled
+        it, to measure their self-consistency. Idempotent on ``query_id``."""
+        body = {"query_id": query_id, "session": int(session), "repeat_of": repeat_of}
+        return self._request("POST", f"/api/runs/{self.run_id}/repeats", json=body)
+
+    def labeller_stats(self, whole_server: bool = False) -> list[dict[str, Any]]:
+        """Per-labeller statistics (answers, median answer time, agreement, self-consistency, excluded) of this run,
+        or of every run on the server."""
+        params = {} if whole_server else {"run_id": self.run_id}
+        return self._request("GET", "/api/labellers", params=params)["labellers"]
+
+    def exclude_labeller(self, name: str, excluded: bool = True) -> int:
+        """Exclude a labeller on the server (or take them back); how many queries changed state."""
+        body = {"excluded": bool(excluded)}
+        return int(
+            self._request("POST", f"/api/labellers/{quote(name, safe='')}/exclude", json=body)["queries_changed"]
+        )
 
     def events(self, after: int = 0, wait: float = 0.0, limit: int = 500) -> list[FeedbackEvent]:
         """Events with ``seq > after``, oldest first. With ``wait > 0`` the server holds the request until an

@@ -15,6 +15,9 @@ Metrics, one meaning each (logged at every reward update, at the step of the upd
 - ``feedback/session_seconds``: wall-clock seconds of this update: storing the labels, training the ensemble,
   relabelling the agent's data, computing these metrics.
 - ``feedback/clip_render_seconds``: mean seconds to render one clip for people (human teacher only), so far.
+- ``feedback/labeller/<name>/{answers,median_answer_seconds,agreement,self_consistency,flip_rate}`` (and ``_n``
+  of the rates), ``feedback/labellers``, ``feedback/labellers_excluded``: the labelling server's per-labeller
+  statistics of the run (human teacher only; rlhf.labeller_quality).
 - ``reward_model/{train,val}_{loss,accuracy}``, ``reward_model/epochs``: of the ensemble-mean logit on the kept
   labels, after training (rlhf.reward_training).
 - ``reward_model/pearson``: Pearson correlation between the ensemble-mean r̂ and the true reward over the agent's
@@ -34,6 +37,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from rlhf.checkpoint import signals_deferred
 from rlhf.feedback import Answers, FeedbackStats, Teacher, pearson
 from rlhf.preferences import PreferenceDataset
 from rlhf.queries import Strategy
@@ -142,18 +146,30 @@ class FeedbackLoop:
             return False
         t_wait = time.time()
         answered = self.teacher.collect(wait=waiting, timeout=self.cfg.timeout)
+        revisions = getattr(self.teacher, "revisions", None)  # a human teacher's, after a labeller's exclusion
+        revised = revisions() if revisions is not None else []
         self.idle_seconds += time.time() - t_wait
-        if not answered:
+        if not answered and not revised:
             return False
-        self.learn(answered, step)
+        # The answers live only in memory until stored: an interrupt waits for the update, so a checkpoint never
+        # holds half a session (a SIGTERM inside PreferenceDataset.add saved A segments without their B segments).
+        with signals_deferred("the reward model update"):
+            self.learn(answered, step, revised)
         return True
 
-    def learn(self, answered: list[Answers], step: int) -> dict[str, float]:
-        """Store the answered sessions' labels, train the ensemble on all kept labels, let the agent relabel."""
+    def learn(self, answered: list[Answers], step: int, revised: list[Answers] = ()) -> dict[str, float]:
+        """Store the answered sessions' labels, train the ensemble on all kept labels, let the agent relabel.
+        ``revised``: sessions learned from before whose labels changed (an excluded labeller's are gone): their
+        old labels are forgotten and the new ones stored instead."""
         t0 = time.time()
         if self.query_clips is not None:
             for answers in answered:
                 self.query_clips.record(answers.seg_a, answers.seg_b, answers.labels, answers.session, step)
+        revised = [r for r in revised if self.forget(r)]
+        if revised:
+            log.info("step %d: sessions %s learned again without the labels of excluded labellers", step,
+                     [r.session for r in revised])  # fmt: skip
+        answered = [*revised, *answered]
         if self.surf is not None:  # its unlabelled pool is sized by the labels there will be after this session
             labelled = len(self.prefs) + sum(int((~np.isnan(a.labels)).sum()) for a in answered)
             self.surf.prepare(self.agent_data.select, self.ensemble, labelled, self.rng)
@@ -175,6 +191,9 @@ class FeedbackLoop:
         render_seconds = getattr(self.teacher, "render_seconds", None)
         if render_seconds:
             metrics["feedback/clip_render_seconds"] = float(np.mean(render_seconds))
+        quality = getattr(self.teacher, "quality_scalars", None)  # a human teacher's labeller statistics
+        if quality is not None:
+            metrics |= quality()
         metrics |= self.stats.as_scalars()
         self.log_scalars(metrics, step)
         log.info("step %d: %d labels, reward model val accuracy %.3f", step, self.stats.total_labels,
@@ -193,6 +212,20 @@ class FeedbackLoop:
         self.stats.skipped += int((~answered).sum())
         self.stats.equal += int((labels[answered] == 0.5).sum())
         self.stats.sessions += 1
+
+    def forget(self, answers: Answers) -> bool:
+        """Forget the stored labels of ``answers.session`` (to store its revised ones); False if none are kept
+        (--pref-buffer-size-sessions dropped it: nothing to revise)."""
+        kept = self.prefs.session == answers.session
+        if not kept.any():
+            return False
+        equal = int((self.prefs.labels[kept] == 0.5).sum())
+        n = self.prefs.drop_session(answers.session)
+        self.stats.total_labels -= n
+        self.stats.equal -= equal
+        self.stats.skipped -= len(answers.labels) - n
+        self.stats.sessions -= 1
+        return True
 
     def final_scalars(self, ended: bool) -> dict[str, float]:
         """The label counts and the asked/answered report at the end of the run (or its interruption), when a

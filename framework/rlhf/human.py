@@ -11,10 +11,16 @@ checkpoint does not hold yet, gets every label given in the meantime from the se
 a session asked before the restart is asked with its stored segments when the resumed loop reaches it (issue 9,
 item 2), so its labels stay attached to the pairs the labellers saw. ``finish`` ends the run's part: it withdraws
 what the run no longer waits for from the server and reports how many queries were asked and answered.
+
+Labeller quality (rlhf.labeller_quality, which says how the answers train): a share of each session's queries is
+asked of two labellers, and earlier labelled pairs are asked again (repeats, on top of the session's queries);
+labellers excluded by the flag or on the server count nowhere, and ``revisions`` hands back the sessions already
+learned from whose labels an exclusion changed.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -26,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from rlhf.feedback import Answers
-from rlhf.feedback_client import FeedbackClient, LabelLog
+from rlhf.feedback_client import FeedbackClient, FeedbackServerError, LabelLog
+from rlhf.labeller_quality import choose_doubled, choose_repeats, quality_scalars
 from rlhf.segments import Segments
 from rlhf.video import MIME, SegmentRenderer
 
@@ -59,6 +66,10 @@ def ready_to_show(rendered: int, total: int, pair_seconds: float, answer_seconds
     )
 
 
+def repeat_id(session: int, index: int) -> str:
+    return f"s{session:04d}-r{index:03d}"
+
+
 class HumanTeacher:
     def __init__(
         self,
@@ -73,12 +84,19 @@ class HumanTeacher:
         next_session: int | None = None,
         answer_seconds: float = 2.0,
         renderer_factory: Callable[[str, int, int], SegmentRenderer] = SegmentRenderer,
+        repeat_fraction: float = 0.0,
+        double_fraction: float = 0.0,
+        exclude: tuple[str, ...] = (),
+        rng: np.random.Generator | None = None,
     ):
         """``completed_sessions``: sessions whose labels the trainer already holds (restored from a checkpoint);
         ``next_session``: the first session the restored loop has not asked yet (the checkpoint's); the stored
         sessions from there on wait for the loop to ask them again. None: every stored session is outstanding.
         ``answer_seconds``: the labelling pace a session's first upload waits for (``ready_to_show``).
-        ``renderer_factory(env_id, width, height)``: makes the clip renderer (a test passes one of known speed)."""
+        ``renderer_factory(env_id, width, height)``: makes the clip renderer (a test passes one of known speed).
+        ``repeat_fraction``/``double_fraction``: of each session's queries, how many more re-ask a labelled pair /
+        how many are asked of two labellers; ``exclude``: labellers whose answers this run ignores; ``rng`` picks
+        both (seeded by the run)."""
         self.client = client
         self.env_id, self.clip_size, self.page_url = env_id, clip_size, page_url
         self.pending_dir = Path(pending_dir)
@@ -86,11 +104,21 @@ class HumanTeacher:
         self.status_every = status_every
         self.answer_seconds = answer_seconds
         self._renderer_factory = renderer_factory
-        self._held: list[tuple[str, int, bytes, bytes]] = []  # rendered pairs of a session not shown yet
+        self._held: list[Callable[[], object]] = []  # a session's uploads (rendered pairs, repeats) not shown yet
         self._pair_seconds: deque[float] = deque(maxlen=10)  # recent render times of a pair (two clips)
+        self.repeat_fraction, self.double_fraction = repeat_fraction, double_fraction
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.exclude_flag = frozenset(exclude)
+        self.doubled: dict[int, np.ndarray] = {}  # session -> (n,) bool: asked of two labellers
+        # Sessions the loop learned from -> the exclusions their labels reflect (a resumed run's checkpoint is
+        # taken as learned without any: revisions() recomputes those that an excluded labeller answered).
+        self.learnt: dict[int, frozenset[str]] = dict.fromkeys(completed_sessions, frozenset())
+        self._server_excluded: frozenset[str] = frozenset()
+        self._repeated: set[str] = set()  # queries already asked again (each is repeated once at most)
         client.register_run(instruction, env_id, meta={"clip_fps_max": 30})
         self.answers = LabelLog()
         self.answers.apply(client.all_events(0))  # a restarted trainer gets its whole history back
+        self.refresh_exclusions()
         self.outstanding: dict[int, tuple[Segments, Segments]] = {}  # session -> its pairs, until all answered
         # Sessions the interrupted run asked after its checkpoint: held until the resumed loop asks them again, so
         # they are learned from at the step the schedule says, and with the segments that were shown.
@@ -104,11 +132,11 @@ class HumanTeacher:
         self._thread.start()
         for path in sorted(self.pending_dir.glob("session_*.npz")):  # queries of an interrupted run
             session = int(path.stem.split("_")[1])
+            seg_a, seg_b, repeats = self._load(session)
             if session in completed_sessions:
+                self._repeated |= set(repeats)
                 continue
-            with np.load(path, allow_pickle=False) as arrays:
-                seg_a, seg_b = Segments.from_arrays(arrays, "a_"), Segments.from_arrays(arrays, "b_")
-            self._enqueue(seg_a, seg_b, session)  # uploads what the interrupted run had not uploaded yet
+            self._enqueue(seg_a, seg_b, session, repeats)  # uploads what the interrupted run had not uploaded yet
             if next_session is not None and session >= next_session:
                 self.asked_before_restart[session] = self.outstanding.pop(session)
 
@@ -120,17 +148,61 @@ class HumanTeacher:
             self.outstanding[session] = self.asked_before_restart.pop(session)
             log.info("feedback session %d was asked before the restart: waiting for its answers", session)
             return
+        n = len(seg_a)
+        self.doubled[session] = choose_doubled(n, self.double_fraction, self.rng)
+        repeats = choose_repeats(n, self.repeat_fraction, self._repeatable(), self.rng)
         path = self.pending_dir / f"session_{session:04d}.npz"
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **seg_a.as_arrays("a_"), **seg_b.as_arrays("b_"))
+        np.savez(tmp, **seg_a.as_arrays("a_"), **seg_b.as_arrays("b_"), doubled=self.doubled[session],
+                 repeats=np.array(repeats, dtype=str))  # fmt: skip
         tmp.replace(path)
-        self._enqueue(seg_a, seg_b, session)
+        self._enqueue(seg_a, seg_b, session, repeats)
 
-    def _enqueue(self, seg_a: Segments, seg_b: Segments, session: int) -> None:
+    def _load(self, session: int) -> tuple[Segments, Segments, list[str]]:
+        """A submitted session from ``pending_dir``: its pairs, which were doubled, the queries it repeats."""
+        with np.load(self.pending_dir / f"session_{session:04d}.npz", allow_pickle=False) as arrays:
+            seg_a, seg_b = Segments.from_arrays(arrays, "a_"), Segments.from_arrays(arrays, "b_")
+            doubled = arrays["doubled"] if "doubled" in arrays else np.zeros(len(seg_a), bool)
+            repeats = [str(q) for q in arrays["repeats"]] if "repeats" in arrays else []
+        self.doubled[session] = np.asarray(doubled, bool)
+        return seg_a, seg_b, repeats
+
+    def _repeatable(self) -> list[str]:
+        """Queries of this run with a label that were not repeated yet (repeats themselves are ``-r`` ids)."""
+        excluded = self.excluded
+        return sorted(
+            q
+            for q in self.answers.answers
+            if "-q" in q and q not in self._repeated and self.answers.label(q, excluded) is not None
+        )
+
+    def _enqueue(self, seg_a: Segments, seg_b: Segments, session: int, repeats: list[str] = ()) -> None:
         self.outstanding[session] = (seg_a, seg_b)
-        todo = [i for i in range(len(seg_a)) if not self.answers.answered(query_id(session, i))]
-        for pos, i in enumerate(todo):
-            self._uploads.put((session, i, seg_a[i], seg_b[i], pos, len(todo), len(seg_a)))
+        items: list = [(session, i, seg_a[i], seg_b[i]) for i in range(len(seg_a))]
+        items = [it for it in items if not self._query_answered(session, it[1])]
+        # Repeats go in among the new pairs, which keep their order (at places drawn from the session's own
+        # generator, the same after a restart), so that the labeller cannot tell them by their position.
+        places = np.random.default_rng(session).choice(len(items) + len(repeats), len(repeats), replace=False)
+        for place, (j, of) in sorted(zip(places.tolist(), enumerate(repeats), strict=True)):
+            items.insert(place, ("repeat", session, j, of))
+        self._repeated |= set(repeats)
+        for pos, item in enumerate(items):  # the session will hold all its pairs and repeats
+            self._uploads.put((session, pos, len(items), len(seg_a) + len(repeats), item))
+
+    def _wanted(self, session: int, i: int) -> int:
+        doubled = self.doubled.get(session)
+        return 2 if doubled is not None and i < len(doubled) and doubled[i] else 1
+
+    def _query_answered(self, session: int, i: int) -> bool:
+        # Only the server's exclusions make a query unanswered again (the server then asks someone else); an answer
+        # of a labeller excluded by this run's flag still completes it (nobody would be asked again), it just gives
+        # no label (see _labels).
+        return self.answers.answered(query_id(session, i), self._wanted(session, i), self._server_excluded)
+
+    @property
+    def excluded(self) -> frozenset[str]:
+        """Labellers whose answers count nowhere: this run's --feedback-exclude-labeller and the server's."""
+        return self.exclude_flag | self._server_excluded
 
     def _publish(self) -> None:
         """Render each pair and upload it. A session's first pairs are held back until ``ready_to_show``: when
@@ -140,30 +212,46 @@ class HumanTeacher:
         renderer = None
         shown = False
         try:
-            while (item := self._uploads.get()) is not None:
-                session, i, a, b, pos, todo, size = item
+            while (entry := self._uploads.get()) is not None:
+                session, pos, todo, size, item = entry
                 if pos == 0:
                     self.client.announce_session(session, size)
                     shown = False
-                if renderer is None:
-                    renderer = self._renderer_factory(self.env_id, self.clip_size, self.clip_size)
-                t0 = time.perf_counter()
-                clip_a = renderer.clip(a.physics_states, a.mask, "webm")
-                clip_b = renderer.clip(b.physics_states, b.mask, "webm")
-                self._pair_seconds.append(time.perf_counter() - t0)
-                self.render_seconds.append(self._pair_seconds[-1] / 2)
-                self._held.append((query_id(session, i), session, clip_a, clip_b))
-                pair_seconds = RENDER_TIME_MARGIN * sum(self._pair_seconds) / len(self._pair_seconds)
+                if item[0] == "repeat":  # the server reuses the original's clips: nothing to render
+                    self._held.append(functools.partial(self._repeat, *item[1:]))
+                else:
+                    _, i, a, b = item
+                    if renderer is None:
+                        renderer = self._renderer_factory(self.env_id, self.clip_size, self.clip_size)
+                    t0 = time.perf_counter()
+                    clip_a = renderer.clip(a.physics_states, a.mask, "webm")
+                    clip_b = renderer.clip(b.physics_states, b.mask, "webm")
+                    self._pair_seconds.append(time.perf_counter() - t0)
+                    self.render_seconds.append(self._pair_seconds[-1] / 2)
+                    self._held.append(
+                        functools.partial(self.client.upload_query, query_id(session, i), session, clip_a, clip_b,
+                                          MIME["webm"], labellers=self._wanted(session, i))
+                    )  # fmt: skip
+                recent = self._pair_seconds
+                pair_seconds = RENDER_TIME_MARGIN * sum(recent) / len(recent) if recent else 0.0
                 if shown or ready_to_show(pos + 1, todo, pair_seconds, self.answer_seconds):
                     shown = True
-                    while self._held:
-                        self.client.upload_query(*self._held[0], MIME["webm"])
+                    while self._held:  # in the session's order: a repeat goes up when its place comes
+                        self._held[0]()
                         self._held.pop(0)
         except BaseException as e:  # surfaced by collect() on the training thread
             self._error = e
         finally:
             if renderer is not None:
                 renderer.close()
+
+    def _repeat(self, session: int, j: int, of: str) -> None:
+        try:
+            self.client.repeat_query(repeat_id(session, j), session, of)
+        except FeedbackServerError as e:  # its label was undone (or its labeller excluded) since it was chosen
+            if e.error != "not_labelled":
+                raise
+            log.info("not repeating %s: it has no label any more", of)
 
     # -- receiving ------------------------------------------------------------------------------------------------
     def collect(self, wait: bool, timeout: float = 0.0) -> list[Answers]:
@@ -179,6 +267,9 @@ class HumanTeacher:
             poll = min(25.0, max(0.0, deadline - time.monotonic())) if wait else 0.0
             self.answers.apply(self.client.events(after=self.answers.last_seq, wait=poll))
             done = [s for s in sorted(self.outstanding) if self._answered(s)]
+            if done:  # an exclusion on the server may have made some of them unanswered again
+                self.refresh_exclusions()
+                done = [s for s in done if self._answered(s)]
             if done or not wait or not self.outstanding or time.monotonic() >= deadline:
                 if wait and not done and self.outstanding:
                     self._log_timeout(timeout)
@@ -197,7 +288,7 @@ class HumanTeacher:
     def _log_timeout(self, timeout: float) -> None:
         for session in sorted(self.outstanding):
             n = len(self.outstanding[session][0])
-            answered = sum(self.answers.answered(query_id(session, i)) for i in range(n))
+            answered = sum(self._query_answered(session, i) for i in range(n))
             log.warning(
                 "feedback session %d timed out after %.0f s (--feedback-timeout) with %d of %d queries answered; "
                 "training goes on, and the session is learned from once all its answers are in",
@@ -208,14 +299,46 @@ class HumanTeacher:
             )
 
     def _answered(self, session: int) -> bool:
-        return all(self.answers.answered(query_id(session, i)) for i in range(len(self.outstanding[session][0])))
+        return all(self._query_answered(session, i) for i in range(len(self.outstanding[session][0])))
+
+    def _labels(self, session: int, n: int) -> np.ndarray:
+        """(n,) float32 training labels of a session (NaN: skipped, or no majority), without excluded labellers."""
+        labels = [self.answers.label(query_id(session, i), self.excluded) for i in range(n)]
+        return np.array([np.nan if v is None else v for v in labels], np.float32)
 
     def _take(self, session: int) -> Answers:
         seg_a, seg_b = self.outstanding.pop(session)
-        labels = np.array(
-            [self.answers.labels.get(query_id(session, i), np.nan) for i in range(len(seg_a))], np.float32
-        )
-        return Answers(seg_a, seg_b, labels, session)
+        self.learnt[session] = self.excluded
+        return Answers(seg_a, seg_b, self._labels(session, len(seg_a)), session)
+
+    # -- labeller quality -----------------------------------------------------------------------------------------
+    def refresh_exclusions(self, stats: list[dict] | None = None) -> None:
+        """Learn which of the run's labellers the server excludes (from ``stats``, or one request). Only those
+        who answered in this run matter: an excluded labeller can answer nothing more."""
+        stats = self.client.labeller_stats() if stats is None else stats
+        self._server_excluded = frozenset(s["labeller"] for s in stats if s["excluded"])
+
+    def revisions(self) -> list[Answers]:
+        """Sessions already learned from whose labels an exclusion made since changes (in a resumed run, also the
+        flag's): their answers without that labeller's, for the loop to learn from instead of the old ones."""
+        out = []
+        for session, applied in sorted(self.learnt.items()):
+            new = self.excluded - applied
+            if not new or not (self.pending_dir / f"session_{session:04d}.npz").exists():
+                continue
+            self.learnt[session] = self.excluded
+            seg_a, seg_b, _ = self._load(session)
+            ids = [query_id(session, i) for i in range(len(seg_a))]
+            if any(who in new for q in ids for who in self.answers.answers.get(q, {})):
+                out.append(Answers(seg_a, seg_b, self._labels(session, len(seg_a)), session))
+        return out
+
+    def quality_scalars(self) -> dict[str, float]:
+        """The server's per-labeller statistics of this run as ``feedback/labeller/...`` scalars (and the
+        server's exclusions, refreshed on the way)."""
+        stats = self.client.labeller_stats()
+        self.refresh_exclusions(stats)
+        return quality_scalars(stats)
 
     def _raise_worker_error(self) -> None:
         if self._error is not None:

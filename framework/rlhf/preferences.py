@@ -54,6 +54,12 @@ class PreferenceDataset:
         kept = np.unique(self.session)[-sessions:]
         self._select(np.isin(self.session, kept))
 
+    def drop_session(self, session: int) -> int:
+        """Forget one session's labels (they are learned again, revised: rlhf.labeller_quality); how many."""
+        gone = self.session == session
+        self._select(~gone)
+        return int(gone.sum())
+
     def remove_last(self, n: int) -> None:
         self._select(np.arange(len(self)) < len(self) - n)
 
@@ -82,3 +88,7 @@ class PreferenceDataset:
         self.labels = np.asarray(state["labels"], np.float32)
         self.session = np.asarray(state["session"], np.int64)
         self.is_val = np.asarray(state["is_val"], bool)
+        sizes = {"a segments": len(self.seg_a), "b segments": len(self.seg_b), "labels": len(self.labels),
+                 "sessions": len(self.session), "validation flags": len(self.is_val)}  # fmt: skip
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"the stored preferences do not pair up: {sizes}")

@@ -130,7 +130,9 @@ class ReplayBuffer:
         """Valid segment starts as (chronological start, chronological last valid step), each (n,).
 
         A start is valid when its H steps lie in one episode, or when it is the first step of an episode that
-        terminated in fewer than H steps (that segment is padded). Segments never cross an episode boundary.
+        ended in fewer than H steps (that segment is padded): terminated early, or cut by a time limit shorter than
+        H (a task whose episodes are all shorter than H, e.g. Pusher's 100 steps with the original CleanRLHF's
+        H = 128: each segment is then one whole episode). Segments never cross an episode boundary.
         """
         order = self.chronological()
         episode = self.episode_id[order]
@@ -142,8 +144,8 @@ class ReplayBuffer:
         k = np.arange(self.size)
         full = k + length - 1 <= run_last
         first_step = self.episode_step[order] == 0
-        short_terminated = self.terminated[order][run_last] & (run_last - k + 1 < length)
-        padded = first_step & short_terminated
+        ended = (self.terminated | self.truncated)[order][run_last]  # an episode still running may grow to H
+        padded = first_step & ended & (run_last - k + 1 < length)
         starts = np.flatnonzero(full | padded)
         last = np.minimum(starts + length - 1, run_last[starts])
         return starts, last

@@ -45,9 +45,11 @@ from rlhf.envs import configure_headless_rendering, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.registry import CheckpointRegistry, Stateful
 from rlhf.tracking import (
+    LOG_FILE,
     EpisodeWindow,
     ProgressBar,
     Tracker,
+    log_to_file,
     make_run_dir,
     recorded_args,
     run_name,
@@ -89,14 +91,14 @@ class Run:
         self.run_dir: Path | None = None
         self._made_dir = False
         self._closers: list[Callable[[], Any]] = []
+        self._stop_log: Callable[[], None] = lambda: None
         self._final_scalars: list[Callable[[bool], dict[str, float]]] = []
         self._generators: dict[str, np.random.Generator] = {}
         self.step = self.start_step = 0
         self.last_eval = float("nan")
         self.result: dict[str, Any] = {}
-        self.early_stopping = EarlyStopping(
-            args.early_stopping, args.early_stopping_step, args.early_stop_patience, args.early_stopping_mean
-        )
+        self.early_stopping = EarlyStopping(args.early_stopping, args.early_stopping_step, args.early_stop_patience,
+                                            args.early_stopping_mean, args.enable_greater_or_smaller_check)  # fmt: skip
 
     @property
     def resumed(self) -> bool:
@@ -109,6 +111,7 @@ class Run:
         try:
             yield
         except ValueError as e:
+            self._stop_log()  # the run ends here: its log file (in a directory that may go now) is closed
             if self._made_dir and self.run_dir is not None:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise ConfigError(str(e)) from e
@@ -161,6 +164,9 @@ class Run:
         args = self.args
         self.registry.register("run", Stateful(self._state_dict, self._load_state_dict))
         run_dir = self.directory()
+        if args.log_file:
+            self._stop_log = log_to_file(run_dir / LOG_FILE)
+            self.close_at_end(self._stop_log)
         if self.resumed:
             try:
                 start_step = self.registry.restore(run_dir / "checkpoints" / "resume", total_steps)

@@ -32,11 +32,14 @@ def event_files(run_dir: Path) -> list[Path]:
     return sorted(Path(run_dir).glob("events.out.tfevents.*"), key=created)
 
 
-def read_scalars(run_dir: Path) -> dict[str, list[Scalar]]:
-    """Every scalar tag of the run: tag -> values sorted by step, one per step (the last written)."""
+def read_scalars(run_dir: Path, every_event: bool = False) -> dict[str, list[Scalar]]:
+    """Every scalar tag of the run: tag -> values sorted by step, one per step (the last written). With
+    ``every_event``, every value as written, process after process (a final evaluation logged at the step of a
+    periodic one appears twice; tests check that)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     merged: dict[str, dict[int, Scalar]] = {}
+    written: dict[str, list[Scalar]] = {}
     offset = 0.0
     for path in event_files(run_dir):
         acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
@@ -51,8 +54,12 @@ def read_scalars(run_dir: Path) -> dict[str, list[Scalar]]:
             start = min(e.wall_time for _, e in events)
         end = max(e.wall_time for _, e in events)
         for tag, e in events:
-            merged.setdefault(tag, {})[e.step] = Scalar(e.step, e.value, offset + e.wall_time - start)
+            scalar = Scalar(e.step, e.value, offset + e.wall_time - start)
+            merged.setdefault(tag, {})[e.step] = scalar
+            written.setdefault(tag, []).append(scalar)
         offset += end - start
+    if every_event:
+        return written
     return {tag: [by_step[s] for s in sorted(by_step)] for tag, by_step in merged.items()}
 
 

@@ -3,7 +3,8 @@
 A segment whose episode terminated before its H steps were over is padded after the terminal step: the padding
 repeats the last observation/action/physics state (a frozen last frame in clips), has zero true reward, and is
 masked out of the reward model's sum. That is an absorbing state with reward 0, consistent with no bootstrapping
-after termination (SPEC §5).
+after termination (SPEC §5). An episode cut by a time limit shorter than H is padded the same way; then every
+segment of the task is one whole, equally padded episode, so comparisons stay fair.
 """
 
 from __future__ import annotations

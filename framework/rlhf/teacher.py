@@ -10,6 +10,8 @@ Skip and equality use the undiscounted returns R, as in B-Pref. Labels are P(B �
 
 B-Pref's "skip" and "equal" teachers set δ relative to the scale of the task's returns; here that scale is the mean
 |segment return| of the queried batch, and the presets use fraction 0.1 / 0.1 of it (absolute δ flags add to it).
+A negative δ turns its rule off altogether ("never"), preset fraction included: the original CleanRLHF's scripts
+pass δ_skip = -10000000 to mean "never skip" (their returns never fall that low).
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ class SimulatedTeacher:
             raise ValueError(f"--teacher-sim-epsilon must be in [0, 1], got {self.epsilon}")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"--teacher-sim-gamma must be in (0, 1], got {self.gamma}")
-        if self.delta_skip < 0 or self.delta_equal < 0:
-            raise ValueError("--teacher-sim-delta-skip and --teacher-sim-delta-equal must be >= 0")
+        if np.isnan(self.delta_skip) or np.isnan(self.delta_equal):
+            raise ValueError("--teacher-sim-delta-skip and --teacher-sim-delta-equal must be numbers, got nan")
 
     @classmethod
     def from_preset(cls, preset: Preset, rng: np.random.Generator, **overrides: float | None) -> SimulatedTeacher:
@@ -79,8 +81,8 @@ class SimulatedTeacher:
         flip = self.rng.random(len(labels)) < self.epsilon
         strict = labels != 0.5
         labels[flip & strict] = 1.0 - labels[flip & strict]
-        if equal_threshold > 0:
+        if self.delta_equal >= 0 and equal_threshold > 0:
             labels[np.abs(ret_a - ret_b) < equal_threshold] = 0.5
-        if skip_threshold > 0:
+        if self.delta_skip >= 0 and skip_threshold > 0:
             labels[(ret_a < skip_threshold) & (ret_b < skip_threshold)] = np.nan
         return labels.astype(np.float32)

@@ -10,6 +10,7 @@ import random
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,28 @@ def redacted_argv(argv: list[str]) -> list[str]:
     return out
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+LOG_FILE = "log.log"  # the original CleanRLHF's name for it (its --log-file), so its users find it where they look
+
+
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT)
+
+
+def log_to_file(path: Path) -> Callable[[], None]:
+    """Copy every log record at the configured level to ``path`` too (appending, as a resumed run does); returns
+    the function that stops it and closes the file (the run calls it at its end, so runs in one process, such as
+    the tests', each log to their own file)."""
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+
+    def stop() -> None:
+        root.removeHandler(handler)
+        handler.close()
+
+    return stop
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -121,9 +142,10 @@ class Tracker:
             # that TensorBoard then listed as extra runs (issue 9, item 8).
             argv, sys.argv = sys.argv, redacted_argv(sys.argv)  # W&B records the command line in its metadata
             try:
+                # "" (the original CleanRLHF's scripts pass --wandb_entity "") means W&B's default, like None
                 self.wandb = wandb.init(
-                    project=project,
-                    entity=entity,
+                    project=project or None,
+                    entity=entity or None,
                     config=config,
                     name=run_dir.name,
                     dir=str(run_dir),

@@ -346,7 +346,9 @@
           if (data.progress.total === 0) $("instruction").textContent = "(no run has sent clips yet)";
         }
         waited = true;
-        const q = `/api/wait?wait=${LONG_POLL_S}` + (runFilter ? `&run_id=${encodeURIComponent(runFilter)}` : "");
+        // With our name: a doubled query we answered, or a repeat meant for someone else, is no work for us.
+        const q = `/api/wait?wait=${LONG_POLL_S}&labeller=${encodeURIComponent(state.labeller)}` +
+          (runFilter ? `&run_id=${encodeURIComponent(runFilter)}` : "");
         const waitedFor = await api(q);
         // Every long-poll slot of the server was taken: it answered at once and says when to come back.
         if (waitedFor && waitedFor.retry_after) await sleep(waitedFor.retry_after * 1000 * (1 + Math.random()));

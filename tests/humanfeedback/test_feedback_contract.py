@@ -203,6 +203,25 @@ def walked(tmp_path_factory, webm_clips):
         C = "/clips/{name}"
         call("GET", C, q["clip_a_url"])
         call("GET", C, q["clip_a_url"], headers={"Range": "bytes=0-99"}, expect=206)
+        # Labeller quality: a repeat of the labelled query, the statistics, an exclusion and its status page.
+        RP, RPP = "/api/runs/{run_id}/repeats", "/api/runs/hopper-s1/repeats"
+        repeat = {"query_id": "s4-r0", "session": 4, "repeat_of": q["query_id"]}
+        call("POST", RP, RPP, json=repeat, expect=201)
+        call("POST", RP, RPP, json=repeat, expect=200)
+        call("POST", RP, RPP, json={**repeat, "session": -1}, expect=400)
+        call("POST", RP, RPP, json={**repeat, "query_id": "s4-r1", "repeat_of": "nope"}, expect=404)
+        call("POST", RP, RPP, json={**repeat, "query_id": "s4-r1", "repeat_of": q2["query_id"]}, expect=409)
+        call("POST", "/api/runs/{run_id}/queries", "/api/runs/hopper-s1/queries",
+             **clip_form("s4-q0", a, b, labellers="2"), expect=201)  # fmt: skip
+        call("GET", "/api/wait", "/api/wait?wait=0.1&labeller=ann")
+        call("GET", "/api/labellers", "/api/labellers?run_id=hopper-s1")
+        call("GET", "/api/labellers", "/api/labellers?run_id=nope", expect=404)
+        X = "/api/labellers/{name}/exclude"
+        call("POST", X, "/api/labellers/carl/exclude", json={"excluded": True})
+        call("POST", X, "/api/labellers/carl/exclude", json={"excluded": "yes"}, expect=400)
+        call("POST", "/api/claim", json={"labeller": "carl"}, expect=403)
+        call("GET", "/labellers", "/labellers?run_id=hopper-s1")
+        call("GET", "/labellers", "/labellers?run_id=nope", expect=404)
         W = "/api/runs/{run_id}/withdraw"  # last: it removes the run's unanswered queries
         call("POST", W, "/api/runs/hopper-s1/withdraw")
         call("POST", W, "/api/runs/nope/withdraw", expect=404)
@@ -279,7 +298,7 @@ def _same_keys(example: Any, real: Any, where: str) -> list[str]:
 
 def test_readme_examples_match_the_schema_and_real_answers(walked):
     sections = _readme_sections()
-    assert len(sections) == 17  # every route has its section
+    assert len(sections) == 21  # every route has its section
     checked = 0
     for method, template, text in sections:
         for kind, example in _examples(text):
