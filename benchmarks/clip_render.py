@@ -17,10 +17,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "framework"))
 
 import numpy as np  # noqa: E402
 

@@ -20,6 +20,7 @@ with this script, for a before/after comparison on one machine.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -30,6 +31,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from rlhf.feedback_server_process import start_feedback_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -155,10 +158,13 @@ def main() -> None:
     p.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose trainer, server and page run")
     p.add_argument("--answer-seconds", type=float, default=None, help="--feedback-answer-seconds of the trainer")
     a = p.parse_args()
-    sys.path.insert(0, str(a.tree.resolve() / "framework"))
+    tree = a.tree.resolve()
+    if tree != ROOT and os.environ.get("CLEANRLHF_BENCHMARK_TREE") != str(tree):
+        # Another checkout's trainer, server and page: run this benchmark again with its modules first on the path.
+        path = [str(tree / "framework"), str(tree / "humanFeedback"), os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "CLEANRLHF_BENCHMARK_TREE": str(tree), "PYTHONPATH": os.pathsep.join(path)}
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from rlhf.feedback_server_process import start_feedback_server
 
     page: dict = {}
     started: dict[int, float] = {}

@@ -9,16 +9,11 @@ Prints the evaluation return (10 episodes of the deterministic policy, true rewa
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
 
+import sac
+import sac_rlhf
 import tyro
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "framework"))
-
-import sac  # noqa: E402
-import sac_rlhf  # noqa: E402
 
 COMMON = [
     "--env-id",

@@ -10,13 +10,11 @@ run reached a mean true return of at least 900. Not a test (minutes of CPU); tes
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "framework"))
 
 COMMON = ["--env-id", "InvertedPendulum-v5", "--evaluation-episodes", "10", "--no-progress-bar",
           "--log-level", "WARNING", "--threads", "1"]  # fmt: skip

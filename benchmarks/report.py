@@ -272,7 +272,6 @@ def outputs(tier_dir: Path, media: Path = MEDIA) -> dict[Path, bytes]:
 
 def campaign_status(results: Path) -> str:
     """Which cells of each tier's grid (benchmarks/suite.py) have a committed result."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import suite
 
     lines = ["| tier | environment | method | seeds done | cells done |", "|---|---|---|---|---:|"]

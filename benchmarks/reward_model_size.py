@@ -16,25 +16,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "framework"))
-
-from rlhf.agent import SAC, SACConfig  # noqa: E402
-from rlhf.config import FeedbackArgs  # noqa: E402
-from rlhf.envs import env_info, get_physics_state, make_env  # noqa: E402
-from rlhf.feedback import pearson  # noqa: E402
-from rlhf.preferences import PreferenceDataset  # noqa: E402
-from rlhf.replay import ReplayBuffer  # noqa: E402
-from rlhf.reward_model import RewardEnsemble, predict_logits, predict_rewards  # noqa: E402
-from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble  # noqa: E402
-from rlhf.teacher import SimulatedTeacher  # noqa: E402
-from rlhf.tensors import to_tensor  # noqa: E402
+from rlhf.agent import SAC, SACConfig
+from rlhf.config import FeedbackArgs
+from rlhf.envs import env_info, get_physics_state, make_env
+from rlhf.feedback import pearson
+from rlhf.preferences import PreferenceDataset
+from rlhf.replay import ReplayBuffer
+from rlhf.reward_model import RewardEnsemble, predict_logits, predict_rewards
+from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble
+from rlhf.teacher import SimulatedTeacher
+from rlhf.tensors import to_tensor
 
 
 def collect(env_id: str, steps: int, seed: int) -> ReplayBuffer:

@@ -32,10 +32,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "framework"))
+from rlhf.runs import read_scalars, value_at
 
-from rlhf.runs import read_scalars, value_at  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_RESULTS = Path("~/cleanrlhf-benchmarks").expanduser()
 PUBLISHED = REPO_ROOT / "benchmarks" / "results"

@@ -28,7 +28,6 @@ def worker(threads: str, updates: int) -> None:
     import numpy as np
     import torch
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "framework"))
     from rlhf.agent import SAC, SACConfig
 
     torch.set_num_threads(len(os.sched_getaffinity(0)) if threads == "cpus" else int(threads))

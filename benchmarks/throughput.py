@@ -12,25 +12,20 @@ the runs alternate between the programs so that drifts in machine load hit both 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import sac
+import sac_rlhf
 import torch
 import tyro
 
-FRAMEWORK = Path(__file__).resolve().parents[1] / "framework"
-sys.path.insert(0, str(FRAMEWORK))
-
-import sac  # noqa: E402
-import sac_rlhf  # noqa: E402
-
-from rlhf.queries import select_from_reward_cache, select_queries  # noqa: E402
-from rlhf.replay import ReplayBuffer  # noqa: E402
-from rlhf.reward_model import RewardEnsemble, predict_member_rewards  # noqa: E402
-from rlhf.runs import read_scalars  # noqa: E402
+from rlhf.queries import select_from_reward_cache, select_queries
+from rlhf.replay import ReplayBuffer
+from rlhf.reward_model import RewardEnsemble, predict_member_rewards
+from rlhf.runs import read_scalars
 
 
 def loop_sps(run_dir: str, after: int) -> float:

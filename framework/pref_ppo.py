@@ -27,7 +27,7 @@ from rlhf.config import ExplorationArgs, FeedbackArgs, GeneralArgs, ResumeArgs, 
 from rlhf.env_state import VectorEnvState
 from rlhf.envs import env_info, get_physics_state
 from rlhf.exploration import RunningStd, load_exploration, save_exploration, state_entropy_reward
-from rlhf.feedback_loop import FeedbackLoop, SessionConfig, make_teacher
+from rlhf.feedback_loop import FeedbackLoop, SessionConfig, keep_preferences, make_teacher
 from rlhf.ppo_agent import PPOAgent, PPOArgs, RewardScaler, num_rollouts, ppo_update
 from rlhf.preferences import PreferenceDataset
 from rlhf.registry import Stateful
@@ -109,6 +109,7 @@ def main(args: Args) -> dict[str, float]:
         run.close_at_end(clips)
         loop = FeedbackLoop(SessionConfig.from_args(args), sessions, None, ensemble, reward_optimizer, prefs, data,
                             rng_queries, surf, run.log_scalars, clips)  # fmt: skip
+        keep_preferences(args, run, loop)  # labels kept in <run>/preferences.safetensors; --preferences-load
         rune = Rune.from_args(args)
         explore_norm = RunningStd()
         next_obs, _ = envs.reset(seed=args.seed)

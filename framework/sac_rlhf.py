@@ -22,7 +22,7 @@ from rlhf.config import ExplorationArgs, FeedbackArgs, GeneralArgs, ResumeArgs, 
 from rlhf.env_state import EpisodeBoundaryState
 from rlhf.envs import env_info, get_physics_state, make_env
 from rlhf.exploration import RunningStd, load_exploration, save_exploration, state_entropy_reward
-from rlhf.feedback_loop import FeedbackLoop, SessionConfig, make_teacher
+from rlhf.feedback_loop import FeedbackLoop, SessionConfig, keep_preferences, make_teacher
 from rlhf.preferences import PreferenceDataset
 from rlhf.replay import ReplayBuffer
 from rlhf.reward_model import RewardEnsemble
@@ -93,6 +93,7 @@ def main(args: Args) -> dict[str, float]:
         run.close_at_end(clips)
         loop = FeedbackLoop(SessionConfig.from_args(args), sessions, None, ensemble, reward_optimizer, prefs, data,
                             rng_queries, surf, run.log_scalars, clips)  # fmt: skip
+        keep_preferences(args, run, loop)  # labels kept in <run>/preferences.safetensors; --preferences-load
         rune = Rune.from_args(args)
         explore_norm = RunningStd()
 

@@ -147,11 +147,9 @@ class SweepSpec:
 
 
 def script_args_type(algorithm: str):
-    """The ``Args`` dataclass of the algorithm's script (imported from framework/)."""
+    """The ``Args`` dataclass of the algorithm's script (framework/ is an import root of the installed project)."""
     import importlib
 
-    if str(FRAMEWORK) not in sys.path:
-        sys.path.insert(0, str(FRAMEWORK))
     return importlib.import_module(ALGORITHMS[algorithm]).Args
 
 

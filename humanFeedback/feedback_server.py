@@ -195,7 +195,7 @@ def create_app(
             code, message = "too_large", f"the request is larger than {max_upload_bytes} bytes (--max-upload-mb)"
         resp.set_data(json.dumps({"error": code, "message": message}))
         resp.content_type = "application/json"
-        return resp
+        return resp  # type: ignore[return-value]  # werkzeug's Response (get_response), which Flask serves as is
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception) -> Response:

@@ -29,9 +29,10 @@ def flip_rate(consistency: float) -> float:
 
 
 def _rate(n: int, hits: int) -> dict[str, Any]:
-    rate = hits / n if n else None
-    se = math.sqrt(rate * (1 - rate) / n) if n else None
-    return {"n": n, "agreed": hits, "rate": rate, "se": se}
+    if not n:
+        return {"n": 0, "agreed": hits, "rate": None, "se": None}
+    rate = hits / n
+    return {"n": n, "agreed": hits, "rate": rate, "se": math.sqrt(rate * (1 - rate) / n)}
 
 
 def labeller_stats(db: sqlite3.Connection, run_id: str | None = None) -> list[dict[str, Any]]:

@@ -1,10 +1,9 @@
-"""Shared test set-up: the library on sys.path, one torch thread (tests run two at a time on two cores), a
+"""Shared test set-up: one torch thread (tests run two at a time on two cores), a
 temporary working directory so nothing depends on the CWD, and a seeded numpy generator."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORK = REPO_ROOT / "framework"
-if str(FRAMEWORK) not in sys.path:
-    sys.path.insert(0, str(FRAMEWORK))
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-
-import report  # noqa: E402
+import report
 
 # final returns: env -> method -> {seed: return}; random-policy returns 0 (A) and -40 (B)
 FINAL = {

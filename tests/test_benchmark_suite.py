@@ -13,16 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+import suite
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-
-import suite  # noqa: E402
 
 # a tier of one task small enough for seconds per cell: SAC on the true reward and PEBBLE with 10 labels
 DRIVER = """
 import sys
-sys.path.insert(0, {benchmarks!r})
 import suite
 from suite import Task, Tier
 
@@ -58,7 +55,7 @@ def test_grids_are_fixed_and_complete():
 
 def run_driver(tmp_path: Path, steps: int, *extra: str) -> subprocess.Popen:
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER.format(benchmarks=str(REPO_ROOT / "benchmarks"), steps=steps))
+    driver.write_text(DRIVER.format(steps=steps))
     argv = [sys.executable, str(driver), "--tier", "tiny", "--workers", "1", "--results-dir", str(tmp_path / "res")]
     env = {**os.environ, "MUJOCO_GL": "egl"}
     return subprocess.Popen([*argv, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

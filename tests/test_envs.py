@@ -60,7 +60,6 @@ def test_a_stored_physics_state_re_renders_the_same_frame(env_id):
 
 def test_rendering_works_headless_without_user_setup():
     code = (
-        f"import sys; sys.path.insert(0, {str(FRAMEWORK)!r})\n"
         "from rlhf.envs import make_env\n"
         "e = make_env('Hopper-v5', seed=0, render_mode='rgb_array', width=32, height=32); e.reset(seed=0)\n"
         "f = e.render(); print(f.shape, int(f.max() > 0)); e.close()"
@@ -202,7 +201,6 @@ def _bogus_display_env(**extra) -> dict:
 
 def test_rendering_is_headless_when_the_display_is_unreachable():
     code = (
-        f"import sys; sys.path.insert(0, {str(FRAMEWORK)!r})\n"
         "from rlhf.envs import make_env\n"
         "for i in ('Hopper-v5', 'dm_control/cartpole-swingup-v0'):\n"
         "    e = make_env(i, seed=0, render_mode='rgb_array', width=32, height=32); e.reset(seed=0)\n"

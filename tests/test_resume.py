@@ -95,6 +95,14 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, name):
     assert a["step"] == b["step"] == FINAL_STEP[name]
     a.pop("args"), b.pop("args")  # runs_dir differs
     assert_same_tree(a, b)
+    if name in ("sac_rlhf", "pref_ppo"):  # the labels the killed run kept in its dataset, continued by the resume
+        from rlhf.pref_dataset import read
+
+        labels_a, labels_b = read(whole_dir / "preferences.safetensors"), read(run_dir / "preferences.safetensors")
+        assert labels_a.query_ids == labels_b.query_ids and len(labels_a) == len(a["feedback"]["preferences"]["labels"])
+        assert np.array_equal(labels_a.labels, labels_b.labels) and np.array_equal(
+            labels_a.seg_b.obs, labels_b.seg_b.obs
+        )
     final_a, final_b = scalars(whole_dir)["eval/mean_return"][-1], scalars(run_dir)["eval/mean_return"][-1]
     assert final_a == final_b and final_a[0] == FINAL_STEP[name]  # the same final evaluation
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # the resumed run appends to the same run

@@ -49,7 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, str(HERE))  # toolbox_app / toolbox_runs, whatever the working directory
     from toolbox_app import create_app
     from waitress import create_server
 

@@ -17,10 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT / "framework") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "framework"))
-
 Frames = Callable[[int, int], np.ndarray]  # (seed, count) -> (count, h, w, 3) uint8
 
 

@@ -16,9 +16,6 @@ import threading
 from pathlib import Path
 from typing import NoReturn
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -37,6 +37,9 @@ class SoftQNetwork(nn.Module):
 class Actor(nn.Module):
     """Tanh-squashed Gaussian policy rescaled to the action bounds."""
 
+    action_scale: torch.Tensor  # buffers, declared for the type checker (nn.Module's attribute lookup is untyped)
+    action_bias: torch.Tensor
+
     def __init__(
         self,
         obs_dim: int,
@@ -185,6 +188,7 @@ class SAC(nn.Module):
                     with torch.no_grad():
                         _, log_pi, _ = self.actor.get_action(obs)
                     alpha_loss = (-self.log_alpha.exp() * (log_pi + self.target_entropy)).mean()
+                    assert self.a_optimizer is not None  # made with --autotune
                     self.a_optimizer.zero_grad(set_to_none=True)
                     alpha_loss.backward()
                     self.a_optimizer.step()

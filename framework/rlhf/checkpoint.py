@@ -159,7 +159,7 @@ def signals_deferred(doing: str = ""):
         for s, handler in previous.items():
             signal.signal(s, handler)
         if received:
-            handler = previous[received[0]]
+            handler = previous[signal.Signals(received[0])]
             if callable(handler):
                 handler(received[0], None)
             elif handler == signal.SIG_DFL:

@@ -13,7 +13,9 @@ runs the checks of every group a script's ``Args`` inherits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+import tyro
 
 
 class ConfigError(ValueError):
@@ -157,12 +159,48 @@ class SACArgs:
         _positive(self, "buffer_size", "batch_size", "policy_frequency", "target_network_frequency",
                   "actor_and_q_net_hidden_dim", "actor_and_q_net_hidden_layers")  # fmt: skip
         _non_negative(self, "learning_starts")
-        if self.learning_starts >= self.total_timesteps:
+        if self.learning_starts >= self.total_timesteps:  # type: ignore[attr-defined]  # GeneralArgs, in every Args
             raise ValueError(f"--learning-starts ({self.learning_starts}) must be below --total-timesteps")
 
 
 @dataclass
-class FeedbackArgs:
+class RewardModelArgs:
+    """The reward ensemble and its training: shared by the RLHF scripts and framework/train_reward_model.py."""
+
+    reward_net_hidden_dim: int = 64
+    """width of the reward model's hidden layers (PEBBLE: 256; 64 measured as accurate up to a few hundred labels
+    and 4-6x cheaper, 256 slightly better at 500: benchmarks/reward_model_size.py)"""
+    reward_net_hidden_layers: int = 3
+    """number of hidden layers of each reward-model member"""
+    reward_net_dropout: float = 0.0
+    """dropout in the reward model during training (never at prediction)"""
+    reward_net_val_split: float = 0.2
+    """fraction of each session's labels held out for validation"""
+    reward_net_ensemble_size: int = 3
+    """members of the reward ensemble"""
+    teacher_update_epochs: int = 50
+    """maximum reward-model epochs per session (stops early at 97 % training accuracy, as PEBBLE)"""
+    teacher_batch_strategy: Literal["minibatch", "batch", "full"] = "minibatch"
+    """per epoch: all labels in minibatches, one random batch, or all labels in one step"""
+    teacher_minibatch_size: int = 64
+    """minibatch size of the 'minibatch' strategy"""
+    teacher_feedback_batch_size: int = 128
+    """batch size of the 'batch' strategy"""
+    teacher_learning_rate: float = 3e-4
+    """reward-model Adam learning rate"""
+
+    def check(self) -> None:
+        _positive(self, "teacher_update_epochs", "teacher_minibatch_size", "teacher_feedback_batch_size",
+                  "reward_net_ensemble_size", "reward_net_hidden_dim")  # fmt: skip
+        _non_negative(self, "reward_net_hidden_layers")
+        if not 0.0 <= self.reward_net_val_split < 1.0:
+            raise ValueError(f"--reward-net-val-split must be in [0, 1), got {self.reward_net_val_split}")
+        if not 0.0 <= self.reward_net_dropout < 1.0:
+            raise ValueError(f"--reward-net-dropout must be in [0, 1), got {self.reward_net_dropout}")
+
+
+@dataclass
+class FeedbackArgs(RewardModelArgs):
     teacher_feedback_mode: Literal["simulated", "human"] = "simulated"
     """who answers queries: the B-Pref simulated teacher or people in a browser"""
     feedback_server_url: str = "http://localhost:5001"
@@ -198,16 +236,6 @@ class FeedbackArgs:
     """queries per feedback session"""
     teacher_feedback_exponential_lambda: float = 0.1
     """growth rate of the gaps between sessions of the exponential schedule"""
-    teacher_update_epochs: int = 50
-    """maximum reward-model epochs per session (stops early at 97 % training accuracy, as PEBBLE)"""
-    teacher_batch_strategy: Literal["minibatch", "batch", "full"] = "minibatch"
-    """per epoch: all labels in minibatches, one random batch, or all labels in one step"""
-    teacher_minibatch_size: int = 64
-    """minibatch size of the 'minibatch' strategy"""
-    teacher_feedback_batch_size: int = 128
-    """batch size of the 'batch' strategy"""
-    teacher_learning_rate: float = 3e-4
-    """reward-model Adam learning rate"""
     pref_buffer_size_sessions: str = "all"
     """how many of the latest sessions' labels to train on ('all' or a positive integer)"""
     trajectory_length: int = 64
@@ -216,17 +244,6 @@ class FeedbackArgs:
     """query selection over the candidate pool"""
     query_pool_multiplier: int = 10
     """candidate pairs drawn per session, as a multiple of the queries asked (PEBBLE's large batch)"""
-    reward_net_hidden_dim: int = 64
-    """width of the reward model's hidden layers (PEBBLE: 256; 64 measured as accurate up to a few hundred labels
-    and 4-6x cheaper, 256 slightly better at 500: benchmarks/reward_model_size.py)"""
-    reward_net_hidden_layers: int = 3
-    """number of hidden layers of each reward-model member"""
-    reward_net_dropout: float = 0.0
-    """dropout in the reward model during training (never at prediction)"""
-    reward_net_val_split: float = 0.2
-    """fraction of each session's labels held out for validation"""
-    reward_net_ensemble_size: int = 3
-    """members of the reward ensemble"""
     teacher_sim_preset: Literal["oracle", "stochastic", "myopic", "mistake", "skip", "equal"] = "oracle"
     """B-Pref simulated teacher; the knobs below, when given, take precedence over the preset's values"""
     teacher_sim_beta: float | None = None
@@ -240,31 +257,28 @@ class FeedbackArgs:
     -10000000)"""
     teacher_sim_delta_equal: float | None = None
     """label 0.5 when the returns differ by less than this (negative: never)"""
+    # Preference datasets and the behaviour teacher (issue 12, items 3 and 5)
+    preferences_load: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """a preference dataset (.safetensors, rlhf.pref_dataset) whose labels the reward model trains on before the
+    first session; repeat the flag to load several. They are not asked again and do not count towards
+    --teacher-feedback-total-queries"""
+    teacher_sim_reward: str | None = None
+    """the simulated teacher judges segments by this function of their transitions instead of the environment's
+    reward: module:function or path/to/file.py:function (rlhf.custom_reward; example: examples/ant_raise_leg.py)"""
 
     def keep_sessions(self) -> int | None:
         """--pref-buffer-size-sessions: None ('all') keeps every label."""
         return parse_pref_buffer_sessions(self.pref_buffer_size_sessions)
 
     def check(self) -> None:
-        _positive(self, "teacher_feedback_num_queries_per_session", "trajectory_length", "teacher_update_epochs",
-                  "teacher_minibatch_size", "teacher_feedback_batch_size", "reward_net_ensemble_size",
-                  "reward_net_hidden_dim", "query_pool_multiplier", "feedback_clip_size")  # fmt: skip
-        _non_negative(
-            self,
-            "teacher_feedback_total_queries",
-            "reward_net_hidden_layers",
-            "feedback_timeout",
-            "feedback_answer_seconds",
-        )
+        _positive(self, "teacher_feedback_num_queries_per_session", "trajectory_length", "query_pool_multiplier",
+                  "feedback_clip_size")  # fmt: skip
+        _non_negative(self, "teacher_feedback_total_queries", "feedback_timeout", "feedback_answer_seconds")
         if self.teacher_feedback_num_queries_per_session > self.teacher_feedback_total_queries:
             raise ValueError(
                 f"--teacher-feedback-num-queries-per-session ({self.teacher_feedback_num_queries_per_session})"
                 f" exceeds --teacher-feedback-total-queries ({self.teacher_feedback_total_queries})"
             )
-        if not 0.0 <= self.reward_net_val_split < 1.0:
-            raise ValueError(f"--reward-net-val-split must be in [0, 1), got {self.reward_net_val_split}")
-        if not 0.0 <= self.reward_net_dropout < 1.0:
-            raise ValueError(f"--reward-net-dropout must be in [0, 1), got {self.reward_net_dropout}")
         if self.feedback_server_autostart and self.teacher_feedback_mode != "human":
             raise ValueError("--feedback-server-autostart needs --teacher-feedback-mode human")
         for name in ("feedback_repeat_fraction", "feedback_double_fraction"):
@@ -280,6 +294,12 @@ class FeedbackArgs:
 
             check_server_url(self.feedback_server_url)
         self.keep_sessions()
+        if self.teacher_sim_reward is not None:
+            if self.teacher_feedback_mode != "simulated":
+                raise ValueError("--teacher-sim-reward needs --teacher-feedback-mode simulated")
+            from rlhf.custom_reward import load_reward_function
+
+            load_reward_function(self.teacher_sim_reward)
 
 
 @dataclass
@@ -302,7 +322,7 @@ class SurfArgs:
     def check(self) -> None:
         if not self.surf:
             return
-        H = self.trajectory_length
+        H = self.trajectory_length  # type: ignore[attr-defined]  # FeedbackArgs, in every Args with SURF
         if not 0 <= self.min_augmentation_offset <= self.max_augmentation_offset < H:
             raise ValueError(
                 "SURF needs 0 <= --min-augmentation-offset <= --max-augmentation-offset < --trajectory-length, got "

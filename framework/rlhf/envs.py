@@ -294,7 +294,7 @@ def _task_step_limit(env) -> int | None:
     if step_limit is not None:
         return int(step_limit) if np.isfinite(step_limit) else None
     time_limit = getattr(dm_env, "_time_limit", None)  # dm_control.composer.Environment (manipulation)
-    if time_limit is not None and np.isfinite(time_limit):
+    if dm_env is not None and time_limit is not None and np.isfinite(time_limit):
         return int(round(time_limit / dm_env.task.control_timestep))
     return None
 

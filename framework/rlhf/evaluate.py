@@ -27,10 +27,10 @@ def run_episodes(
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         done = False
-        recording = on_frame is not None and (record_episodes is None or i < record_episodes)
+        recorder = on_frame if record_episodes is None or i < record_episodes else None
         while not done:
-            if recording and lengths[i] % frame_every == 0:
-                on_frame(i, env.render())
+            if recorder is not None and lengths[i] % frame_every == 0:
+                recorder(i, env.render())
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
             returns[i] += float(reward)
             lengths[i] += 1

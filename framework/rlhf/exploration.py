@@ -23,6 +23,8 @@ def knn_distance(queries: torch.Tensor, states: torch.Tensor, k: int, chunk_size
         d = torch.cdist(queries, states[start : start + chunk_size])  # (B, chunk)
         cand = d if best is None else torch.cat([best, d], dim=1)
         best = torch.topk(cand, k=min(k, cand.shape[1]), dim=1, largest=False).values
+    if best is None:
+        raise ValueError("knn_distance needs at least one state")
     return best[:, -1]
 
 

@@ -5,12 +5,18 @@ is rlhf.feedback_loop.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from rlhf.segments import Segments
+
+
+def query_id(session: int, index: int) -> str:
+    """The id of the ``index``-th query of ``session``: on the labelling server and in preference datasets."""
+    return f"s{session:04d}-q{index:03d}"
 
 
 @dataclass
@@ -21,6 +27,8 @@ class Answers:
     seg_b: Segments
     labels: np.ndarray  # (N,) float32
     session: int
+    labellers: list[str] | None = None  # who answered each query (None: not known)
+    times: np.ndarray | None = None  # (N,) float64 Unix seconds of each answer (None: not known)
 
 
 class Teacher(Protocol):
@@ -32,22 +40,29 @@ class Teacher(Protocol):
 
 
 class SimulatedAnswers:
-    """The B-Pref teacher (which only needs true rewards) behind the :class:`Teacher` protocol: it answers at once."""
+    """The B-Pref teacher behind the :class:`Teacher` protocol: it answers at once, judging segments by their true
+    rewards, or by ``rewards(segments) -> (N, H)`` when given (a behaviour teacher: rlhf.custom_reward).
+    ``name``: the labeller recorded with its labels (rlhf.pref_dataset)."""
 
-    def __init__(self, teacher):
-        self.teacher = teacher
+    def __init__(self, teacher, name: str = "simulated", rewards=None):
+        self.teacher, self.name, self.rewards = teacher, name, rewards
         self._answered: list[Answers] = []
 
     def submit(self, seg_a: Segments, seg_b: Segments, session: int) -> None:
-        labels = self.teacher.label(seg_a.true_rewards, seg_b.true_rewards)
-        self._answered.append(Answers(seg_a, seg_b, labels, session))
+        if self.rewards is None:
+            labels = self.teacher.label(seg_a.true_rewards, seg_b.true_rewards)
+        else:
+            labels = self.teacher.label(self.rewards(seg_a), self.rewards(seg_b))
+        n = len(labels)
+        self._answered.append(Answers(seg_a, seg_b, labels, session, [self.name] * n, np.full(n, time.time())))
 
     def collect(self, wait: bool, timeout: float = 0.0) -> list[Answers]:
         answered, self._answered = self._answered, []
         return answered
 
     def close(self) -> None:
-        pass
+        if self.rewards is not None:
+            self.rewards.close()
 
 
 @dataclass

@@ -24,13 +24,21 @@ Metrics, one meaning each (logged at every reward update, at the step of the upd
   newest :data:`METRIC_TRANSITIONS` transitions, right after the update; ``reward_model/ensemble_std``: the mean
   over the same transitions of the std of r̂ across members.
 - ``reward_model/surf_confident_fraction``: fraction of SURF's unlabelled pairs that got a pseudo-label.
+- ``feedback/loaded_labels``: labels loaded from preference datasets (``--preferences-load``) among those trained on.
+
+The labels the run's teacher gives are kept as a preference dataset (rlhf.pref_dataset) with who gave them and
+when: :func:`keep_preferences` writes it to the run directory at every checkpoint and at the end. Labels loaded
+with ``--preferences-load`` train the reward ensemble once, at the step of the first session, before it is asked
+(so query selection already uses them); they are not asked again, do not count towards
+``--teacher-feedback-total-queries`` or ``feedback/total_labels``, and are not written into the run's dataset
+(they are in their own files).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,12 +46,14 @@ import numpy as np
 import torch
 
 from rlhf.checkpoint import signals_deferred
-from rlhf.feedback import Answers, FeedbackStats, Teacher, pearson
-from rlhf.preferences import PreferenceDataset
+from rlhf.feedback import Answers, FeedbackStats, Teacher, pearson, query_id
+from rlhf.pref_dataset import RUN_FILE, DatasetError, LabelledPairs, check_fits, empty, read, write
+from rlhf.preferences import LOADED_SESSION, PreferenceDataset
 from rlhf.queries import Strategy
 from rlhf.registry import expect
 from rlhf.reward_model import RewardEnsemble, predict_rewards
 from rlhf.reward_training import RewardTrainingConfig, train_reward_ensemble
+from rlhf.segments import Segments
 from rlhf.surf import Surf
 
 log = logging.getLogger("cleanrlhf")
@@ -58,7 +68,9 @@ METRIC_TRANSITIONS = 10_000
 class AgentData(Protocol):
     """The algorithm's side of the loop."""
 
-    def select(self, n: int, candidates: int, length: int, strategy: Strategy, rng: np.random.Generator):
+    def select(
+        self, n: int, candidates: int, length: int, strategy: Strategy, rng: np.random.Generator
+    ) -> tuple[Segments, Segments]:
         """(segments A, segments B): n pairs chosen by ``strategy`` among ``candidates`` drawn from the buffer."""
 
     def newest(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,6 +135,8 @@ class FeedbackLoop:
         self.updates = 0  # reward updates so far
         self.idle_seconds = 0.0  # since the last update
         self.last_step = -1
+        self.env_id, self.run_id = "", ""  # where the labels come from (set by keep_preferences)
+        self.answered_pairs: list[LabelledPairs] = []  # every label of this run's teacher, by session
 
     @property
     def has_reward(self) -> bool:
@@ -134,6 +148,8 @@ class FeedbackLoop:
         after asking, with --feedback-wait; else every :data:`POLL_EVERY_STEPS` steps) and learn from them.
         True when the reward ensemble was updated."""
         before, self.last_step = self.last_step, step
+        if self.updates == 0 and self.next_session == 0 and self.prefs.loaded() and step >= self.sessions[0]:
+            self.learn([], step)  # the loaded labels, before the first session is selected and asked
         asked = False
         while self.next_session < len(self.sessions) and step >= self.sessions[self.next_session]:
             cfg = self.cfg
@@ -157,7 +173,7 @@ class FeedbackLoop:
             self.learn(answered, step, revised)
         return True
 
-    def learn(self, answered: list[Answers], step: int, revised: list[Answers] = ()) -> dict[str, float]:
+    def learn(self, answered: list[Answers], step: int, revised: Sequence[Answers] = ()) -> dict[str, float]:
         """Store the answered sessions' labels, train the ensemble on all kept labels, let the agent relabel.
         ``revised``: sessions learned from before whose labels changed (an excluded labeller's are gone): their
         old labels are forgotten and the new ones stored instead."""
@@ -195,6 +211,7 @@ class FeedbackLoop:
         if quality is not None:
             metrics |= quality()
         metrics |= self.stats.as_scalars()
+        metrics["feedback/loaded_labels"] = float(self.prefs.loaded())
         self.log_scalars(metrics, step)
         log.info("step %d: %d labels, reward model val accuracy %.3f", step, self.stats.total_labels,
                  metrics["reward_model/val_accuracy"])  # fmt: skip
@@ -208,6 +225,8 @@ class FeedbackLoop:
                        self.cfg.val_split, self.rng)  # fmt: skip
         if self.cfg.keep_sessions is not None:
             self.prefs.keep_last_sessions(self.cfg.keep_sessions)
+        if self.run_id:
+            self.answered_pairs.append(self._labelled_pairs(answers, answered))
         self.stats.total_labels += int(answered.sum())
         self.stats.skipped += int((~answered).sum())
         self.stats.equal += int((labels[answered] == 0.5).sum())
@@ -221,11 +240,33 @@ class FeedbackLoop:
             return False
         equal = int((self.prefs.labels[kept] == 0.5).sum())
         n = self.prefs.drop_session(answers.session)
+        self.answered_pairs = [p.select(p.sessions != answers.session) for p in self.answered_pairs]
         self.stats.total_labels -= n
         self.stats.equal -= equal
         self.stats.skipped -= len(answers.labels) - n
         self.stats.sessions -= 1
         return True
+
+    def _labelled_pairs(self, answers: Answers, answered: np.ndarray) -> LabelledPairs:
+        index = np.flatnonzero(answered)
+        n = len(index)
+        labellers = answers.labellers if answers.labellers is not None else [""] * len(answered)
+        times = answers.times if answers.times is not None else np.full(len(answered), np.nan)
+        return LabelledPairs(
+            self.env_id, answers.seg_a[index], answers.seg_b[index], answers.labels[index].astype(np.float32),
+            np.asarray(times, np.float64)[index], np.full(n, answers.session, np.int64), [self.run_id] * n,
+            [labellers[i] for i in index], [query_id(answers.session, int(i)) for i in index],
+        )  # fmt: skip
+
+    def labelled_pairs(self) -> LabelledPairs:
+        """Every label this run's teacher gave so far, as a preference dataset."""
+        H, obs_dim, act_dim, state_dim = self.prefs.dims()
+        return LabelledPairs.concatenate([empty(self.env_id, H, obs_dim, act_dim, state_dim), *self.answered_pairs])
+
+    def load_pairs(self, pairs: LabelledPairs) -> None:
+        """Add labels from a preference dataset (--preferences-load); the ensemble trains on them before the first
+        session."""
+        self.prefs.add(pairs.seg_a, pairs.seg_b, pairs.labels, LOADED_SESSION, self.cfg.val_split, self.rng)
 
     def final_scalars(self, ended: bool) -> dict[str, float]:
         """The label counts and the asked/answered report at the end of the run (or its interruption), when a
@@ -236,7 +277,7 @@ class FeedbackLoop:
 
     def completed_sessions(self) -> set[int]:
         """Sessions whose labels are stored (a restarted human teacher asks none of them again)."""
-        return set(self.prefs.session.tolist())
+        return set(self.prefs.session[self.prefs.session >= 0].tolist())
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -255,6 +296,12 @@ class FeedbackLoop:
         stats = expect(state, "stats", dict)
         for key in vars(self.stats):
             setattr(self.stats, key, expect(stats, key, int, 0))
+        if self.answered_pairs:  # the run's dataset, written just before this checkpoint or after it: cut it back
+            pairs = LabelledPairs.concatenate(self.answered_pairs)
+            if len(pairs) < self.stats.total_labels:
+                log.warning("the run's %s holds %d labels, its checkpoint %d: it misses the others", RUN_FILE,
+                            len(pairs), self.stats.total_labels)  # fmt: skip
+            self.answered_pairs = [pairs.head(self.stats.total_labels)]
         self.prefs.load_state_dict(state["preferences"])
         self.ensemble.load_state_dict(state["reward_ensemble"])
         self.optimizer.load_state_dict(state["reward_optimizer"])
@@ -271,4 +318,28 @@ def make_teacher(args, run, loop: FeedbackLoop, rng: np.random.Generator) -> Tea
         )
         run.close_at_end(server.stop if server is not None else None, teacher)
         return teacher
-    return simulated_teacher(args, rng)
+    teacher = simulated_teacher(args, rng)
+    run.close_at_end(teacher)
+    return teacher
+
+
+def keep_preferences(args, run, loop: FeedbackLoop) -> None:
+    """The run's labels as a preference dataset at ``<run>/preferences.safetensors``, written at every checkpoint
+    and at the end (and read back on --resume); the datasets of --preferences-load added to the labels (a resumed
+    run's checkpoint holds them already). ValueError naming the file for a dataset that does not fit the run."""
+    path = run.directory() / RUN_FILE
+    loop.env_id, loop.run_id = args.env_id, run.directory().name
+    H, obs_dim, act_dim, state_dim = loop.prefs.dims()
+    if run.resumed:
+        if path.exists():  # the checkpoint's restore cuts it back to the labels it holds (FeedbackLoop.load_state_dict)
+            loop.answered_pairs = [read(path)]
+    else:
+        for source in args.preferences_load:
+            try:
+                pairs = read(source)
+            except DatasetError as e:
+                raise ValueError(f"--preferences-load: {e}") from e
+            check_fits(pairs, f"--preferences-load {source}", args.env_id, H, obs_dim, act_dim, state_dim)
+            loop.load_pairs(pairs)
+            log.info("loaded %d labels from %s", len(pairs), source)
+    run.on_save(lambda: write(path, loop.labelled_pairs()))

@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +153,9 @@ class HumanTeacher:
         repeats = choose_repeats(n, self.repeat_fraction, self._repeatable(), self.rng)
         path = self.pending_dir / f"session_{session:04d}.npz"
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **seg_a.as_arrays("a_"), **seg_b.as_arrays("b_"), doubled=self.doubled[session],
-                 repeats=np.array(repeats, dtype=str))  # fmt: skip
+        arrays = {**seg_a.as_arrays("a_"), **seg_b.as_arrays("b_"), "doubled": self.doubled[session],
+                  "repeats": np.array(repeats, dtype=str)}  # fmt: skip
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy stub: **dict may bind allow_pickle
         tmp.replace(path)
         self._enqueue(seg_a, seg_b, session, repeats)
 
@@ -176,7 +177,7 @@ class HumanTeacher:
             if "-q" in q and q not in self._repeated and self.answers.label(q, excluded) is not None
         )
 
-    def _enqueue(self, seg_a: Segments, seg_b: Segments, session: int, repeats: list[str] = ()) -> None:
+    def _enqueue(self, seg_a: Segments, seg_b: Segments, session: int, repeats: Sequence[str] = ()) -> None:
         self.outstanding[session] = (seg_a, seg_b)
         items: list = [(session, i, seg_a[i], seg_b[i]) for i in range(len(seg_a))]
         items = [it for it in items if not self._query_answered(session, it[1])]
@@ -306,10 +307,25 @@ class HumanTeacher:
         labels = [self.answers.label(query_id(session, i), self.excluded) for i in range(n)]
         return np.array([np.nan if v is None else v for v in labels], np.float32)
 
+    def _labellers(self, session: int, n: int) -> list[str]:
+        """Who gave each query's training label ("+"-joined when two labellers agreed; "" for none), for the run's
+        preference dataset (rlhf.pref_dataset)."""
+        out = []
+        for i in range(n):
+            label, given = (
+                self.answers.label(query_id(session, i), self.excluded),
+                self.answers.answers.get(query_id(session, i), {}),
+            )
+            out.append(
+                "+".join(sorted(w for w, v in given.items() if v is not None and v == label and w not in self.excluded))
+            )
+        return out
+
     def _take(self, session: int) -> Answers:
         seg_a, seg_b = self.outstanding.pop(session)
         self.learnt[session] = self.excluded
-        return Answers(seg_a, seg_b, self._labels(session, len(seg_a)), session)
+        n = len(seg_a)
+        return Answers(seg_a, seg_b, self._labels(session, n), session, self._labellers(session, n))
 
     # -- labeller quality -----------------------------------------------------------------------------------------
     def refresh_exclusions(self, stats: list[dict] | None = None) -> None:

@@ -85,6 +85,10 @@ class PPOArgs:
 class RunningMeanStd(nn.Module):
     """Running mean/variance over batches (Chan et al.), in float64 buffers so they are part of the state dict."""
 
+    mean: torch.Tensor  # buffers, declared for the type checker (nn.Module's attribute lookup is untyped)
+    var: torch.Tensor
+    count: torch.Tensor
+
     def __init__(self, shape: tuple[int, ...] = ()):
         super().__init__()
         self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
@@ -94,8 +98,8 @@ class RunningMeanStd(nn.Module):
     @torch.no_grad()
     def update(self, x: np.ndarray) -> None:
         """x (B, *shape)."""
-        x = torch.as_tensor(np.asarray(x), dtype=torch.float64, device=self.mean.device)
-        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        t = torch.as_tensor(np.asarray(x), dtype=torch.float64, device=self.mean.device)
+        batch_mean, batch_var, n = t.mean(0), t.var(0, unbiased=False), t.shape[0]
         delta, total = batch_mean - self.mean, self.count + n
         self.mean += delta * n / total
         self.var.copy_((self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total) / total)
@@ -149,6 +153,9 @@ def _layer(in_dim: int, out_dim: int, std: float = float(np.sqrt(2))) -> nn.Line
 
 
 class PPOAgent(nn.Module):
+    low: torch.Tensor  # action-bound buffers, declared for the type checker
+    high: torch.Tensor
+
     def __init__(self, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, hidden_dim: int = 64):
         super().__init__()
         self.obs_norm = ObsNormalizer((obs_dim,))

@@ -12,6 +12,8 @@ import numpy as np
 from rlhf.segments import Segments
 
 VALID_LABELS = (0.0, 0.5, 1.0)
+# The session of labels loaded from preference datasets (--preferences-load): before the run's own sessions (>= 0).
+LOADED_SESSION = -1
 
 
 class PreferenceDataset:
@@ -24,6 +26,15 @@ class PreferenceDataset:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def dims(self) -> tuple[int, int, int, int]:
+        """(segment length H, obs_dim, act_dim, state_dim)."""
+        a = self.seg_a
+        return a.length, int(a.obs.shape[2]), int(a.actions.shape[2]), int(a.physics_states.shape[2])
+
+    def loaded(self) -> int:
+        """How many of the labels were loaded from datasets rather than asked in this run."""
+        return int((self.session == LOADED_SESSION).sum())
 
     def add(
         self,
@@ -48,11 +59,12 @@ class PreferenceDataset:
         self.is_val = np.concatenate([self.is_val, is_val])
 
     def keep_last_sessions(self, sessions: int) -> None:
-        """Forget labels older than the last ``sessions`` sessions (``--pref-buffer-size-sessions``)."""
+        """Forget labels older than the last ``sessions`` sessions (``--pref-buffer-size-sessions``); labels loaded
+        from datasets (``--preferences-load``) are kept."""
         if len(self) == 0:
             return
-        kept = np.unique(self.session)[-sessions:]
-        self._select(np.isin(self.session, kept))
+        kept = np.unique(self.session[self.session >= 0])[-sessions:]
+        self._select(np.isin(self.session, kept) | (self.session == LOADED_SESSION))
 
     def drop_session(self, session: int) -> int:
         """Forget one session's labels (they are learned again, revised: rlhf.labeller_quality); how many."""

@@ -9,7 +9,7 @@ From a pool of candidate pairs drawn uniformly from the replay buffer (PEBBLE's 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -19,6 +19,12 @@ from rlhf.reward_model import RewardEnsemble, predict_logits
 from rlhf.segments import Segments
 
 Strategy = Literal["uniform", "disagree", "entropy"]
+
+
+class SegmentSource(Protocol):
+    """What :func:`select_queries` draws candidates from: a replay buffer (SAC) or a rollout window (PPO)."""
+
+    def sample_segments(self, n: int, length: int, rng: np.random.Generator) -> Segments: ...
 
 
 def binary_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -42,7 +48,7 @@ def select_top(probs: torch.Tensor, k: int, strategy: Strategy) -> np.ndarray:
 
 
 def select_queries(
-    buffer: ReplayBuffer,
+    buffer: SegmentSource,
     ensemble: RewardEnsemble,
     num_queries: int,
     pool_size: int,

@@ -162,6 +162,7 @@ class ReplayBuffer:
             true_rewards=np.where(mask, self.true_rewards[phys], 0.0).astype(np.float32),
             mask=mask,
             physics_states=self.physics_states[phys],
+            next_obs=self.next_obs[phys],
         )
 
     def segment_member_returns(self, starts: np.ndarray, last: np.ndarray, length: int) -> np.ndarray:

@@ -111,8 +111,8 @@ class RolloutWindow:
 
     def __init__(self, num_envs: int, capacity: int, obs_dim: int, act_dim: int, state_dim: int):
         self.buffers = [ReplayBuffer(capacity, obs_dim, act_dim, state_dim) for _ in range(num_envs)]
-        self.episode_id = np.zeros(num_envs, np.int64)
-        self.episode_step = np.zeros(num_envs, np.int64)
+        self.episode_id: np.ndarray = np.zeros(num_envs, np.int64)
+        self.episode_step: np.ndarray = np.zeros(num_envs, np.int64)
 
     def add(self, obs, actions, next_obs, rewards, terminated, truncated, physics_states) -> None:
         """One vector step: arrays (N, ·) for every sub-environment; ``next_obs`` is the true next observation."""

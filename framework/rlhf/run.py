@@ -33,7 +33,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -93,6 +93,7 @@ class Run:
         self._closers: list[Callable[[], Any]] = []
         self._stop_log: Callable[[], None] = lambda: None
         self._final_scalars: list[Callable[[bool], dict[str, float]]] = []
+        self._on_save: list[Callable[[], None]] = []
         self._generators: dict[str, np.random.Generator] = {}
         self.step = self.start_step = 0
         self.last_eval = float("nan")
@@ -158,6 +159,12 @@ class Run:
         """Scalars logged at the last step and returned in :attr:`result` (e.g. the feedback counts);
         ``fn(ended)``: whether the run ended (True) or was interrupted and may be resumed (False)."""
         self._final_scalars.append(fn)
+
+    def on_save(self, fn: Callable[[], None]) -> None:
+        """Called at every checkpoint (and at the end, and on an interrupt), just before the checkpoint is written:
+        e.g. writing the run's preference dataset (rlhf.feedback_loop.keep_preferences), which a resumed run then
+        cuts back to what its checkpoint holds, should the process die in between."""
+        self._on_save.append(fn)
 
     def begin(self, eval_env, policy: Callable[[np.ndarray], np.ndarray], total_steps: int, start_step: int = 0) -> int:
         """Open the run: restore the checkpoint (with --resume), start tracking; return the step to start from."""
@@ -240,6 +247,8 @@ class Run:
         written (the previous bundle survives until the new one is complete: rlhf.checkpoint.save_bundle)."""
         checkpoints = self.directory() / "checkpoints"
         with signals_deferred():
+            for fn in self._on_save:
+                fn()
             self.registry.save_resume(checkpoints / "resume", self.step)
             if final:
                 self.registry.save_final(checkpoints / "final", self.step, recorded_args(self.args))
@@ -250,7 +259,7 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         completed, interrupted = exc_type is None, exc_type is KeyboardInterrupt
         try:
             self.bar.close()

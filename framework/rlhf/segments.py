@@ -1,8 +1,8 @@
 """Segments: H consecutive transitions of one episode, the unit a teacher compares.
 
 A segment whose episode terminated before its H steps were over is padded after the terminal step: the padding
-repeats the last observation/action/physics state (a frozen last frame in clips), has zero true reward, and is
-masked out of the reward model's sum. That is an absorbing state with reward 0, consistent with no bootstrapping
+repeats the last observation/action/next observation/physics state (a frozen last frame in clips), has zero
+true reward, and is masked out of the reward model's sum. That is an absorbing state with reward 0, consistent with no bootstrapping
 after termination (SPEC §5). An episode cut by a time limit shorter than H is padded the same way; then every
 segment of the task is one whole, equally padded episode, so comparisons stay fair.
 """
@@ -23,6 +23,14 @@ class Segments:
     true_rewards: np.ndarray  # (N, H) float32, 0 on padding
     mask: np.ndarray  # (N, H) bool, False on padding
     physics_states: np.ndarray  # (N, H, state_dim) float32, to re-render the segment
+    # (N, H, obs_dim) float32: the observation after each step's action (a behaviour teacher's criterion may need
+    # it: rlhf.custom_reward). Segments made without it (by hand, or stored before it was kept) get each step's
+    # successor within the segment, the last step's own observation for the last step.
+    next_obs: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.next_obs is None:
+            self.next_obs = np.concatenate([self.obs[:, 1:], self.obs[:, -1:]], axis=1)
 
     def __len__(self) -> int:
         return int(self.obs.shape[0])
@@ -47,7 +55,8 @@ class Segments:
 
     @staticmethod
     def from_arrays(arrays: dict[str, np.ndarray], prefix: str) -> Segments:
-        return Segments(**{f.name: np.asarray(arrays[f"{prefix}{f.name}"]) for f in fields(Segments)})
+        return Segments(**{f.name: np.asarray(arrays[f"{prefix}{f.name}"]) for f in fields(Segments)
+                           if f"{prefix}{f.name}" in arrays or f.name != "next_obs"})  # fmt: skip
 
     @staticmethod
     def empty(length: int, obs_dim: int, act_dim: int, state_dim: int) -> Segments:
@@ -57,4 +66,5 @@ class Segments:
             true_rewards=np.zeros((0, length), np.float32),
             mask=np.zeros((0, length), bool),
             physics_states=np.zeros((0, length, state_dim), np.float32),
+            next_obs=np.zeros((0, length, obs_dim), np.float32),
         )

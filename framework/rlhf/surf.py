@@ -179,6 +179,7 @@ class Surf:
             self._relabel_pool()
             self.seen = 0
         self.seen += labelled
+        assert self.ensemble is not None  # set with the pool
         count, pool_size = self.cfg.unlabeled_batch_ratio * labelled, len(self.pool[0])
         idx = torch.as_tensor(self.rng.choice(pool_size, size=count, replace=count > pool_size))
         obs, act, mask = (x[idx.to(x.device)] for x in self.pool)

@@ -16,17 +16,24 @@ log = logging.getLogger("cleanrlhf")
 
 
 def simulated_teacher(args, rng: np.random.Generator) -> SimulatedAnswers:
-    return SimulatedAnswers(
-        SimulatedTeacher.from_preset(
-            args.teacher_sim_preset,
-            rng,
-            beta=args.teacher_sim_beta,
-            gamma=args.teacher_sim_gamma,
-            epsilon=args.teacher_sim_epsilon,
-            delta_skip=args.teacher_sim_delta_skip,
-            delta_equal=args.teacher_sim_delta_equal,
-        )
+    """The B-Pref teacher of the flags; with --teacher-sim-reward it judges by that criterion (rlhf.custom_reward),
+    tried once on a random segment of the task before the run starts."""
+    teacher = SimulatedTeacher.from_preset(
+        args.teacher_sim_preset,
+        rng,
+        beta=args.teacher_sim_beta,
+        gamma=args.teacher_sim_gamma,
+        epsilon=args.teacher_sim_epsilon,
+        delta_skip=args.teacher_sim_delta_skip,
+        delta_equal=args.teacher_sim_delta_equal,
     )
+    if args.teacher_sim_reward is None:
+        return SimulatedAnswers(teacher, f"simulated:{args.teacher_sim_preset}")
+    from rlhf.custom_reward import CustomReward
+
+    rewards = CustomReward(args.teacher_sim_reward, args.env_id)
+    rewards.probe(args.trajectory_length, seed=args.seed)
+    return SimulatedAnswers(teacher, f"simulated:{args.teacher_sim_reward}", rewards)
 
 
 def check_server_url(url: str) -> tuple[str, int]:

@@ -10,7 +10,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ REDACTED = "<redacted>"
 def recorded_args(args) -> dict:
     """The run's flags as every writer records them: a dict of ``args`` with secret values replaced by
     ``"<redacted>"`` (an unset secret stays None, so a reader still sees whether one was used)."""
-    config = dataclasses.asdict(args) if dataclasses.is_dataclass(args) else dict(vars(args))
+    is_instance = dataclasses.is_dataclass(args) and not isinstance(args, type)
+    config = dataclasses.asdict(args) if is_instance else dict(vars(args))
     for name in SECRET_FLAGS:
         if config.get(name):
             config[name] = REDACTED
@@ -162,7 +163,7 @@ class Tracker:
             "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in sorted(config.items()))
         )
 
-    def scalars(self, values: dict[str, float | torch.Tensor], step: int) -> None:
+    def scalars(self, values: Mapping[str, float | torch.Tensor], step: int) -> None:
         finite = {}
         for key, value in values.items():
             value = float(value)

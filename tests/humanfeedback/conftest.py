@@ -10,7 +10,7 @@ import pytest
 
 from rlhf.feedback_server_process import FeedbackServerProcess, start_feedback_server
 
-from .feedback_testutil import CHROMIUM, TOKEN, encode_clip, moving_square  # also puts our code on sys.path
+from .feedback_testutil import CHROMIUM, TOKEN, encode_clip, moving_square
 
 
 @pytest.fixture(scope="session")

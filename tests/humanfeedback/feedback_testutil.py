@@ -16,10 +16,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-for p in (REPO / "humanFeedback", REPO / "framework"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
 
 SERVER = REPO / "humanFeedback" / "feedback_server.py"
 TOKEN = "test-token-0123456789abcdef"

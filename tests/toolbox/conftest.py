@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .toolbox_testutil import CHROMIUM  # also puts toolbox/ on sys.path
+from .toolbox_testutil import CHROMIUM
 
 
 def tiny_png() -> bytes:

@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from .toolbox_testutil import TOOLBOX  # noqa: F401  (puts toolbox/ on sys.path)
-
 PEBBLE, PEBBLE2, ORACLE = (
     "Hopper-v5__sac_rlhf__1__1760000000",
     "Hopper-v5__sac_rlhf__2__1760000500",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-from .toolbox_testutil import TOOLBOX  # noqa: F401  (puts toolbox/ on sys.path)
-
 
 def test_a_resumed_run_keeps_the_value_written_last_and_cache_follows_changes(tmp_path):
     from toolbox_runs import ScalarCache

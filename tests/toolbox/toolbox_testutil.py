@@ -1,6 +1,6 @@
-"""Shared helpers of the toolbox tests: the toolbox folder on sys.path (its modules are imported by their own
-names, toolbox_app / toolbox_runs / toolbox_demo, so this test package's name never shadows them), a live server
-started with the documented command, and Debian's Chromium."""
+"""Shared helpers of the toolbox tests (the toolbox's modules import by their own names, toolbox_app / toolbox_runs
+/ toolbox_demo, from the installed project, so this test package's name never shadows them), a live server started
+with the documented command, and Debian's Chromium."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLBOX = REPO_ROOT / "toolbox"
-if str(TOOLBOX) not in sys.path:
-    sys.path.insert(0, str(TOOLBOX))
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
