@@ -4,10 +4,7 @@ shows the clips people labelled on the server a human-feedback run autostarted, 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-
-from .toolbox_testutil import REPO_ROOT
 
 WEBM = b"\x1a\x45\xdf\xa3" + b"\x00" * 60  # the EBML magic: enough for a file the toolbox serves as video/webm
 
@@ -40,7 +37,6 @@ def test_runs_are_told_apart_by_the_flags_that_differ(tmp_path):
 
 
 def test_clips_labelled_on_the_autostarted_server_are_shown_without_capture_video(tmp_path):
-    sys.path.insert(0, str(REPO_ROOT / "humanFeedback"))
     from store import Store
     from toolbox_app import create_app
 
