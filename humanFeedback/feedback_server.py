@@ -283,6 +283,17 @@ def create_app(
         )
         return jsonify(query=_query_out(query), created=created, same_content=same), 201 if created else 200
 
+    @app.post("/api/runs/<run_id>/sessions")
+    def announce_session(run_id: str) -> Response:
+        _run_id(run_id)
+        data = json_body({"session", "queries"}, {"session", "queries"})
+        for name, low, high in (("session", 0, 10**9 - 1), ("queries", 1, 100_000)):
+            value = data[name]
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ApiError(400, "invalid_field", f"{name} must be an integer in [{low}, {high}]")
+        store.announce_session(run_id, data["session"], data["queries"])
+        return jsonify(session=data["session"], queries=data["queries"], counts=store.status(run_id))
+
     @app.post("/api/runs/<run_id>/repeats")
     def repeat_query(run_id: str) -> tuple[Response, int]:
         _run_id(run_id)
@@ -330,13 +341,22 @@ def create_app(
 
     @app.post("/api/claim")
     def claim() -> Response:
-        data = json_body({"labeller", "run_id"}, {"labeller"})
+        data = json_body({"labeller", "run_id", "prefetch"}, {"labeller"})
         labeller = check_labeller(data["labeller"])
         run_id = _optional_run(data)
-        q = store.claim(labeller, run_id)
-        out = None if q is None else dict(_query_out(q), run=store.get_run(q["run_id"]))
-        # lease_seconds: the page renews its lease (by claiming again) while the pair is on screen.
-        return jsonify(query=out, progress=store.progress(labeller, run_id), lease_seconds=store.lease_seconds)
+        prefetch = data.get("prefetch", False)
+        if not isinstance(prefetch, bool):
+            raise ApiError(400, "invalid_field", "prefetch must be true or false")
+        leases = [dict(_query_out(q), run=store.get_run(q["run_id"])) for q in store.claim_leases(
+            labeller, run_id, hold=2 if prefetch else 1)]  # fmt: skip
+        # next: with prefetch, a second pair leased too, whose clips the page loads while the first plays.
+        # lease_seconds: the page renews its leases (by claiming again) while the pair is on screen.
+        return jsonify(
+            query=leases[0] if leases else None,
+            next=leases[1] if len(leases) > 1 else None,
+            progress=store.progress(labeller, run_id),
+            lease_seconds=store.lease_seconds,
+        )
 
     @app.get("/api/wait")
     def wait_for_work() -> Response:

@@ -14,7 +14,11 @@ Concurrency: one connection guarded by one ``threading.Condition``. Every operat
 lock, which makes "claim the next pending query" atomic (a query is never leased to two labellers), and every
 mutation ``notify_all``s so that long-polls (``events``, ``claim(wait=...)``) wake up without busy-waiting.
 
+Sessions: a trainer announces how many pairs a session will hold before it renders them, so that progress counts
+the pairs still being rendered (``rendering``) instead of reading "nothing pending" mid-session.
+
 Query states: ``pending`` -> ``leased`` (to one labeller until ``lease_expires``) -> ``labelled`` | ``skipped``.
+A labeller holds one lease, or two when their page prefetches the next pair (``claim(..., hold=2)``).
 An expired lease counts as pending and may be claimed by anyone; the old holder can still answer as long as no
 one else has claimed it. Undo retracts the labeller's last answer (a ``retract`` event) and leases that query
 back to them.
@@ -119,6 +123,13 @@ CREATE TABLE IF NOT EXISTS events (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
+CREATE TABLE IF NOT EXISTS sessions (   -- announced by the trainer before it renders them (issue 12, item 6)
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    session INTEGER NOT NULL,
+    queries INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, session)
+);
 """
 
 
@@ -452,6 +463,17 @@ class Store:
             same = (row["clip_a"], row["clip_b"], row["session"]) == (id_a, id_b, session)
             return self._query_dict(row), False, same
 
+    def announce_session(self, run_id: str, session: int, queries: int) -> None:
+        """Record that ``session`` of the run will hold ``queries`` pairs (the trainer says so before rendering
+        them). Idempotent; a repeat with another size replaces it."""
+        self.get_run(run_id)
+        with self._cond, self._tx() as db:
+            db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(run_id, session) DO UPDATE SET queries = excluded.queries",
+                (run_id, session, queries, self._clock()),
+            )
+
     def add_repeat(self, run_id: str, query_id: str, session: int, repeat_of: str) -> tuple[dict[str, Any], bool]:
         """Re-ask the labelled query ``repeat_of`` as ``query_id``, its clips swapped (so that the labeller does not
         answer from where the better clip was), of the labellers who labelled it. Idempotent on ``query_id``.
@@ -502,11 +524,19 @@ class Store:
 
     # ------------------------------------------------------------------ labelling
     def claim(self, labeller: str, run_id: str | None = None) -> dict[str, Any] | None:
-        """Lease the next pending query (first uploaded, first served) to ``labeller``; None if there is none.
+        """Lease the next pending query to ``labeller`` (or renew the one they hold); None if there is none."""
+        leases = self.claim_leases(labeller, run_id, hold=1)
+        return leases[0] if leases else None
 
-        A labeller holds at most one lease: if they already hold one (matching ``run_id``), it is renewed and
-        returned again (a page reload resumes the same pair). Claiming never waits: a client that went away while
-        waiting must not be handed a lease (see ``wait_claimable``).
+    def claim_leases(self, labeller: str, run_id: str | None = None, hold: int = 1) -> list[dict[str, Any]]:
+        """Lease up to ``hold`` queries to ``labeller``: those they already hold (matching ``run_id``; renewed),
+        then the next pending ones (first uploaded, first served). Returns them in upload order; [] if none.
+
+        With ``hold=1`` a labeller holds one lease: if they already hold one it is renewed and returned again (a
+        page reload resumes the same pair). ``hold=2`` is the page's prefetch: the pair on screen and the next one,
+        whose clips it loads while the first plays. Every other lease of the labeller (another run, beyond
+        ``hold``) is given back. Claiming never waits: a client that went away while waiting must not be handed a
+        lease (see ``wait_claimable``).
         """
         if run_id is not None:
             self.get_run(run_id)
@@ -514,50 +544,51 @@ class Store:
         with self._cond:
             self._check_not_excluded(labeller)
             now = self._clock()
-            params = {"who": labeller, "now": now, "run": run_id, "until": now + self.lease_seconds}
+            params = {"who": labeller, "now": now, "run": run_id, "until": now + self.lease_seconds, "n": hold}
             held = self._db.execute(
                 "SELECT pk FROM queries WHERE state = 'leased' AND lease_holder = :who"
                 + run_filter
-                + " ORDER BY lease_expires DESC LIMIT 1",
+                + " ORDER BY pk LIMIT :n",
                 params,
-            ).fetchone()
-            target = (
-                held
-                or self._db.execute(
-                    f"SELECT pk FROM queries q WHERE {_CLAIMABLE}" + run_filter + " ORDER BY pk LIMIT 1", params
-                ).fetchone()
-            )
-            keep = -1 if target is None else target["pk"]
-            with self._tx(notify=target is not None) as db:
+            ).fetchall()
+            fresh = self._db.execute(
+                f"SELECT pk FROM queries q WHERE {_CLAIMABLE} AND NOT (q.state = 'leased' AND q.lease_holder = :who)"
+                + run_filter
+                + " ORDER BY pk LIMIT :n",
+                params,
+            ).fetchall()
+            keep = sorted([r["pk"] for r in held] + [r["pk"] for r in fresh][: hold - len(held)])
+            marks = ",".join("?" * len(keep)) or "NULL"
+            with self._tx(notify=bool(keep)) as db:
                 self._touch_labeller(db, labeller, now)
-                # A labeller holds one lease at a time: give back any other (e.g. in another run).
                 released = db.execute(
                     "UPDATE queries SET state = 'pending', lease_holder = NULL, lease_expires = NULL "
-                    "WHERE state = 'leased' AND lease_holder = :who AND pk != :keep",
-                    dict(params, keep=keep),
+                    f"WHERE state = 'leased' AND lease_holder = ? AND pk NOT IN ({marks})",
+                    (labeller, *keep),
                 ).rowcount
                 db.execute(
-                    "UPDATE queries SET leased_at = CASE WHEN state = 'leased' AND lease_holder = :who "
-                    "AND leased_at IS NOT NULL THEN leased_at ELSE :now END, "
-                    "state = 'leased', lease_holder = :who, lease_expires = :until WHERE pk = :keep",
-                    dict(params, keep=keep),
+                    "UPDATE queries SET leased_at = CASE WHEN state = 'leased' AND lease_holder = ? "
+                    "AND leased_at IS NOT NULL THEN leased_at ELSE ? END, "
+                    f"state = 'leased', lease_holder = ?, lease_expires = ? WHERE pk IN ({marks})",
+                    (labeller, now, labeller, params["until"], *keep),
                 )
-            if released and target is None:
+            if released and not keep:
                 self._cond.notify_all()
-            if target is None:
-                return None
-            return self._query_dict(self._db.execute("SELECT * FROM queries WHERE pk = ?", (keep,)).fetchone(), now)
+            rows = self._db.execute(f"SELECT * FROM queries WHERE pk IN ({marks}) ORDER BY pk", keep).fetchall()
+            return [self._query_dict(r, now) for r in rows]
 
     def wait_claimable(self, run_id: str | None = None, wait: float = 0.0, labeller: str | None = None) -> int:
         """How many queries could be claimed now (by ``labeller``: not the second answer of a doubled query they
         answered, nor a repeat of what they did not label); if none, block up to ``wait`` s until some could
-        (long-poll). Wakes on any change and when the next lease expires, so nobody polls in a loop.
+        (long-poll), or until a session is announced (0 then: the page shows how many pairs are being rendered
+        meanwhile). Wakes on any change and when the next lease expires, so nobody polls in a loop.
         """
         if run_id is not None:
             self.get_run(run_id)
         run_filter = "" if run_id is None else " AND run_id = :run"
         with self._cond:
             deadline = self._clock() + wait
+            rendering = self._counts(run_id)["rendering"]
             while True:
                 params = {"now": self._clock(), "run": run_id, "who": labeller}
                 claimable = (
@@ -568,7 +599,7 @@ class Store:
                 n = self._db.execute(
                     f"SELECT COUNT(*) FROM queries q WHERE {claimable}" + run_filter, params
                 ).fetchone()[0]
-                if n:
+                if n or self._counts(run_id)["rendering"] > rendering:
                     return n
                 nxt = self._db.execute(
                     "SELECT MIN(lease_expires) FROM queries WHERE state = 'leased'" + run_filter, params
@@ -672,6 +703,7 @@ class Store:
         with self._cond, self._tx() as db:
             unanswered = "SELECT query_id FROM queries WHERE run_id = :run AND state IN ('pending', 'leased')"
             db.execute(f"DELETE FROM labels WHERE run_id = :run AND query_id IN ({unanswered})", {"run": run_id})
+            db.execute("DELETE FROM sessions WHERE run_id = :run", {"run": run_id})  # nothing more will come
             return db.execute(
                 "DELETE FROM queries WHERE run_id = :run AND state IN ('pending', 'leased')", {"run": run_id}
             ).rowcount
@@ -688,6 +720,13 @@ class Store:
         counts = {"pending": 0, "leased": 0, "labelled": 0, "skipped": 0}
         counts.update({r["s"]: r["n"] for r in rows})
         counts["total"] = sum(counts.values())
+        # Announced pairs not uploaded yet (still being rendered); not part of ``total``, which counts queries.
+        where = "" if run_id is None else "WHERE s.run_id = ?"
+        counts["rendering"] = self._db.execute(
+            "SELECT COALESCE(SUM(MAX(s.queries - (SELECT COUNT(*) FROM queries q WHERE q.run_id = s.run_id "
+            f"AND q.session = s.session), 0)), 0) FROM sessions s {where}",
+            () if run_id is None else (run_id,),
+        ).fetchone()[0]
         return counts
 
     def status(self, run_id: str) -> dict[str, Any]:

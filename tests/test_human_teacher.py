@@ -204,3 +204,32 @@ def test_a_restarted_trainer_gets_its_labels_back_and_asks_nothing_again(tmp_pat
     expected = [given[f"s0000-q{i:03d}"] for i in range(3)]
     np.testing.assert_array_equal(answers.labels, np.array([np.nan if x is None else x for x in expected], np.float32))
     np.testing.assert_array_equal(answers.seg_a.obs, seg_a.obs)  # the labels come back with the segments' data
+
+
+def test_a_session_is_shown_once_a_labeller_would_never_catch_up_with_rendering():
+    """ready_to_show against the closed form (issue 12, item 2): with pairs rendered every r s and answered every
+    t s, showing the first k of n at once never leaves the labeller waiting iff r <= k t and (n - k) r <= (n - 1) t;
+    the first k where it says yes is the smallest such k, found by simulating the labeller pair by pair."""
+    from rlhf.human import ready_to_show
+
+    assert ready_to_show(1, 10, pair_seconds=1.0, answer_seconds=2.0)  # rendering keeps up: the first pair at once
+    assert not ready_to_show(7, 10, 8.0, 2.0) and ready_to_show(8, 10, 8.0, 2.0)  # 10 - 9 * 2 / 8 = 7.75
+    assert not ready_to_show(1, 3, 3.0, 2.0) and ready_to_show(2, 3, 3.0, 2.0)
+    assert ready_to_show(1, 10, 60.0, 0.0) and not ready_to_show(0, 10, 0.1, 0.0)  # 0: each pair when it exists
+    assert ready_to_show(5, 5, 100.0, 1.0)  # the whole session is there
+
+    def labeller_waits(k: int, n: int, r: float, t: float) -> bool:
+        shown_at, ready = k * r, [j * r for j in range(1, n + 1)]  # pair j (1-based) exists at j r
+        clock = shown_at
+        for j in range(2, n + 1):
+            clock += t  # the answer to pair j - 1
+            if ready[j - 1] > clock + 1e-9:
+                return True
+        return False
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, r, t = int(rng.integers(1, 30)), float(rng.uniform(0.1, 10)), float(rng.uniform(0.1, 10))
+        k = next(k for k in range(1, n + 1) if ready_to_show(k, n, r, t))
+        assert not labeller_waits(k, n, r, t), (k, n, r, t)
+        assert k == 1 or labeller_waits(k - 1, n, r, t), (k, n, r, t)

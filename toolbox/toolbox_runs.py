@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import sqlite3
 import threading
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,12 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
 EVAL_VIDEO = re.compile(r"step_(\d+)\.mp4")
 MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".png": "image/png", ".jpg": "image/jpeg"}
 LABEL_NAMES = {0.0: "A better", 0.5: "equally good", 1.0: "B better", None: "skipped"}
+UNANSWERED = "not answered"
+# The labelling server a human-feedback run autostarted keeps its store here (humanFeedback/store.py): the clips
+# people labelled are there even without --capture-video (issue 12, item 6).
+SERVER_DB = Path("feedback_server") / "feedback.sqlite3"
+SERVER_QUERY_ID = re.compile(r"s(\d+)-q(\d+)")
+SHOWN_FLAGS = {"env_id", "exp_name", "seed"}  # columns of their own
 RETURN_TAG, EVAL_TAG, LABELS_TAG = "charts/episodic_return", "eval/mean_return", "feedback/total_labels"
 CURVE_METRICS = (RETURN_TAG, EVAL_TAG, "eval/std_return", "reward_model/val_accuracy", "reward_model/pearson")
 
@@ -208,21 +216,45 @@ def summarize(root: Path, run_id: str, cache: ScalarCache) -> dict[str, Any]:
         "last_train_return": last(scalars.get(RETURN_TAG)),
         "has_checkpoint": bool(header),
         "eval_videos": len(eval_videos(run)),
-        "has_queries": (run / "videos" / "queries" / "index.jsonl").is_file(),
+        "has_queries": (run / "videos" / "queries" / "index.jsonl").is_file() or (run / SERVER_DB).is_file(),
         "evaluation_mean_return": evaluation.get("mean") if isinstance(evaluation, dict) else None,
     }
 
 
 def list_runs(root: Path, cache: ScalarCache) -> list[dict[str, Any]]:
-    """Summaries of the runs directly under ``root``, newest first."""
-    runs = []
+    """Summaries of the runs directly under ``root``, newest first, each with ``differs``: its flags that differ
+    from the other runs' (``flag_differences``), so that runs of one env, experiment and seed can be told apart."""
+    runs, flags = [], {}
     for child in sorted(root.iterdir()) if root.is_dir() else []:
         if RUN_ID.fullmatch(child.name) and is_run(child):
             try:
                 runs.append(summarize(root, child.name, cache))
             except (NotFound, OSError):  # removed or unreadable while listing
                 continue
+            args = _read_json(child / "args.json")
+            flags[child.name] = args if isinstance(args, dict) else {}
+    differs = flag_differences(flags)
+    for r in runs:
+        r["differs"] = differs.get(r["id"], {})
     return sorted(runs, key=lambda r: (-r["time"], r["id"]))
+
+
+def flag_differences(flags: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """run id -> {flag: value} for every flag whose value in that run is not the most common one among the runs
+    that have the flag (all of them on a tie). Flags a run lacks (another algorithm's) and the columns of their own
+    (env, experiment, seed) are left out."""
+    out: dict[str, dict[str, Any]] = {run: {} for run in flags}
+    for key in sorted({k for args in flags.values() for k in args} - SHOWN_FLAGS):
+        values = {run: json.dumps(args[key], sort_keys=True) for run, args in flags.items() if key in args}
+        counts = Counter(values.values())
+        if len(counts) < 2:
+            continue
+        (first, n_first), (_, n_second) = counts.most_common(2)
+        common = first if n_first > n_second else None  # on a tie no value is "the usual one"
+        for run, value in values.items():
+            if value != common:
+                out[run][key] = flags[run][key]
+    return out
 
 
 # ---- videos and queries -----------------------------------------------------------------------------------------
@@ -269,8 +301,49 @@ def _label(value: Any) -> float | None:
     return float(value)
 
 
+def server_queries(run: Path) -> list[dict[str, Any]]:
+    """The queries of the labelling server the run autostarted (its store in ``feedback_server/``, read-only), with
+    the answer given to each (the latest not undone), in upload order; [] without one or if it cannot be read."""
+    db_path = run / SERVER_DB
+    if not db_path.is_file():
+        return []
+    try:
+        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=2)
+    except sqlite3.Error:
+        return []
+    try:
+        rows = db.execute(
+            "SELECT q.query_id, q.session, q.state, ca.clip_id || '.' || CASE ca.mime WHEN 'video/mp4' THEN 'mp4' "
+            "ELSE 'webm' END, cb.clip_id || '.' || CASE cb.mime WHEN 'video/mp4' THEN 'mp4' ELSE 'webm' END, "
+            "(SELECT l.label FROM labels l WHERE l.run_id = q.run_id AND l.query_id = q.query_id "
+            "AND l.retracted_at IS NULL ORDER BY l.id DESC LIMIT 1) "
+            "FROM queries q JOIN clips ca ON ca.clip_id = q.clip_a JOIN clips cb ON cb.clip_id = q.clip_b "
+            "WHERE q.run_id = ? ORDER BY q.pk",
+            (run.name,),
+        ).fetchall()
+    except sqlite3.Error:  # not a labelling store, or one being created
+        return []
+    finally:
+        db.close()
+    out = []
+    for query_id, session, state, clip_a, clip_b, label in rows:
+        m = SERVER_QUERY_ID.fullmatch(str(query_id))
+        answered = state in ("labelled", "skipped")
+        out.append({
+            "session": int(session),
+            "query": int(m.group(2)) if m else len(out),
+            "step": None,
+            "label": label if answered and label in (0.0, 0.5, 1.0) else None,
+            "answered": answered,
+            "clip_a": f"feedback_server/clips/{clip_a}",
+            "clip_b": f"feedback_server/clips/{clip_b}",
+        })  # fmt: skip
+    return out
+
+
 def queries(root: Path, run_id: str, session: int | None = None) -> dict[str, Any]:
-    """Queried clip pairs from ``videos/queries/index.jsonl`` (one session, or all), with their labels.
+    """Queried clip pairs from ``videos/queries/index.jsonl`` (one session, or all), with their labels; without
+    that index (no --capture-video), those of the labelling server the run autostarted (``server_queries``).
 
     Malformed lines and clip paths that leave ``videos/queries/`` are counted in ``invalid_lines`` and left out;
     a clip still being rendered has ``exists`` false.
@@ -278,6 +351,8 @@ def queries(root: Path, run_id: str, session: int | None = None) -> dict[str, An
     run = run_path(root, run_id)
     folder = run / "videos" / "queries"
     index = folder / "index.jsonl"
+    if not index.is_file() and (run / SERVER_DB).is_file():
+        return _server_listing(root, run_id, server_queries(run), session)
     entries, sessions, invalid = [], set(), 0
     lines = index.read_text(errors="replace").splitlines() if index.is_file() else []
     for line in lines:
@@ -308,3 +383,18 @@ def queries(root: Path, run_id: str, session: int | None = None) -> dict[str, An
         if session is None or entry["session"] == session:
             entries.append(entry)
     return {"sessions": sorted(sessions), "queries": entries, "invalid_lines": invalid}
+
+
+def _server_listing(root: Path, run_id: str, found: list[dict[str, Any]], session: int | None) -> dict[str, Any]:
+    entries = []
+    for q in found:
+        for side in ("a", "b"):
+            try:
+                run_file(root, run_id, q[f"clip_{side}"])
+                q[f"exists_{side}"] = True
+            except NotFound:
+                q[f"exists_{side}"] = False
+        q["label_name"] = LABEL_NAMES[q["label"]] if q.pop("answered") else UNANSWERED
+        if session is None or q["session"] == session:
+            entries.append(q)
+    return {"sessions": sorted({q["session"] for q in found}), "queries": entries, "invalid_lines": 0}

@@ -217,6 +217,9 @@ class FeedbackArgs(RewardModelArgs):
     """seconds to wait per session before training on (0: no limit); late answers are used when they arrive"""
     feedback_clip_size: int = 240
     """width and height in pixels of the clips shown to labellers"""
+    feedback_answer_seconds: float = 2.0
+    """labelling pace to plan for: a session is shown once enough of it is rendered that someone answering every
+    this many seconds never waits for the rest (0: show each pair as soon as it exists)"""
     feedback_repeat_fraction: float = 0.0
     """human teacher: ask this fraction of each session's queries more, re-asking earlier labelled pairs (sides
     swapped) of their labeller, to measure self-consistency; repeats never train"""
@@ -270,7 +273,7 @@ class FeedbackArgs(RewardModelArgs):
     def check(self) -> None:
         _positive(self, "teacher_feedback_num_queries_per_session", "trajectory_length", "query_pool_multiplier",
                   "feedback_clip_size")  # fmt: skip
-        _non_negative(self, "teacher_feedback_total_queries", "feedback_timeout")
+        _non_negative(self, "teacher_feedback_total_queries", "feedback_timeout", "feedback_answer_seconds")
         if self.teacher_feedback_num_queries_per_session > self.teacher_feedback_total_queries:
             raise ValueError(
                 f"--teacher-feedback-num-queries-per-session ({self.teacher_feedback_num_queries_per_session})"

@@ -206,6 +206,12 @@ class FeedbackClient:
             data["labellers"] = str(int(labellers))
         return self._request("POST", f"/api/runs/{self.run_id}/queries", files=files, data=data)
 
+    def announce_session(self, session: int, queries: int) -> None:
+        """Tell the server that ``session`` will hold ``queries`` pairs, before they are rendered (idempotent), so
+        that the page counts the pairs still being rendered."""
+        body = {"session": int(session), "queries": int(queries)}
+        self._request("POST", f"/api/runs/{self.run_id}/sessions", json=body)
+
     def repeat_query(self, query_id: str, session: int, repeat_of: str) -> dict[str, Any]:
         """Ask the labelled query ``repeat_of`` again as ``query_id`` (sides swapped), of the labellers who labelled
         it, to measure their self-consistency. Idempotent on ``query_id``."""

@@ -1,8 +1,10 @@
 """The human teacher: people answer queries on the labelling server's page (humanFeedback/, SPEC §8).
 
-``submit`` hands a session's pairs to a background thread that renders each segment to a clip with one reusable
-offscreen renderer and uploads the pair over HTTP as soon as both clips are ready, so labellers can start on the
-first pair while the rest render, and training is never stalled by rendering. ``collect`` fetches answers through
+``submit`` hands a session's pairs to a background thread that announces the session's size to the server, renders
+each segment to a clip with one reusable offscreen renderer and uploads the pairs over HTTP, so training is never
+stalled by rendering: the first ones once enough are rendered that a labeller answering every ``answer_seconds``
+never waits for the rest (all at once when rendering keeps up with labelling), and each later one as soon as both
+its clips are ready. ``collect`` fetches answers through
 the server's long-poll event log (no busy-waiting). The segments of every submitted query are written to
 ``pending_dir`` before upload and kept, so a restarted trainer of the same run re-reads those of the sessions its
 checkpoint does not hold yet, gets every label given in the meantime from the server's log, and asks nothing again:
@@ -18,11 +20,13 @@ learned from whose labels an exclusion changed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,28 @@ log = logging.getLogger("cleanrlhf")
 
 def query_id(session: int, index: int) -> str:
     return f"s{session:04d}-q{index:03d}"
+
+
+# Render times vary with the machine's load; plan with a quarter more than measured, so that a slower pair than
+# the recent ones does not make the labeller wait.
+RENDER_TIME_MARGIN = 1.25
+
+
+def ready_to_show(rendered: int, total: int, pair_seconds: float, answer_seconds: float) -> bool:
+    """Whether a session's first ``rendered`` of ``total`` pairs can go to the labellers now, such that someone who
+    answers a pair every ``answer_seconds`` never waits for the rest, each of which takes ``pair_seconds`` to render.
+
+    Shown now, pair j (1-based) > ``rendered`` exists after (j - rendered) * pair_seconds and is reached after
+    (j - 1) * answer_seconds; both are linear in j, so checking the next pair and the last one covers all
+    (issue 12, item 2). ``answer_seconds`` 0: every pair goes up as soon as it exists.
+    """
+    if rendered >= total or (rendered >= 1 and answer_seconds <= 0):
+        return True
+    if rendered < 1:
+        return False
+    return (
+        pair_seconds <= rendered * answer_seconds and (total - rendered) * pair_seconds <= (total - 1) * answer_seconds
+    )
 
 
 def repeat_id(session: int, index: int) -> str:
@@ -56,6 +82,8 @@ class HumanTeacher:
         status_every: float = 30.0,
         completed_sessions: set[int] | frozenset[int] = frozenset(),
         next_session: int | None = None,
+        answer_seconds: float = 2.0,
+        renderer_factory: Callable[[str, int, int], SegmentRenderer] = SegmentRenderer,
         repeat_fraction: float = 0.0,
         double_fraction: float = 0.0,
         exclude: tuple[str, ...] = (),
@@ -64,6 +92,8 @@ class HumanTeacher:
         """``completed_sessions``: sessions whose labels the trainer already holds (restored from a checkpoint);
         ``next_session``: the first session the restored loop has not asked yet (the checkpoint's); the stored
         sessions from there on wait for the loop to ask them again. None: every stored session is outstanding.
+        ``answer_seconds``: the labelling pace a session's first upload waits for (``ready_to_show``).
+        ``renderer_factory(env_id, width, height)``: makes the clip renderer (a test passes one of known speed).
         ``repeat_fraction``/``double_fraction``: of each session's queries, how many more re-ask a labelled pair /
         how many are asked of two labellers; ``exclude``: labellers whose answers this run ignores; ``rng`` picks
         both (seeded by the run)."""
@@ -72,6 +102,10 @@ class HumanTeacher:
         self.pending_dir = Path(pending_dir)
         self.pending_dir.mkdir(parents=True, exist_ok=True)
         self.status_every = status_every
+        self.answer_seconds = answer_seconds
+        self._renderer_factory = renderer_factory
+        self._held: list[Callable[[], object]] = []  # a session's uploads (rendered pairs, repeats) not shown yet
+        self._pair_seconds: deque[float] = deque(maxlen=10)  # recent render times of a pair (two clips)
         self.repeat_fraction, self.double_fraction = repeat_fraction, double_fraction
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.exclude_flag = frozenset(exclude)
@@ -145,17 +179,16 @@ class HumanTeacher:
 
     def _enqueue(self, seg_a: Segments, seg_b: Segments, session: int, repeats: Sequence[str] = ()) -> None:
         self.outstanding[session] = (seg_a, seg_b)
-        items = [(session, i, seg_a[i], seg_b[i]) for i in range(len(seg_a))]
+        items: list = [(session, i, seg_a[i], seg_b[i]) for i in range(len(seg_a))]
         items = [it for it in items if not self._query_answered(session, it[1])]
         # Repeats go in among the new pairs, which keep their order (at places drawn from the session's own
         # generator, the same after a restart), so that the labeller cannot tell them by their position.
-        merged: list = list(items)
         places = np.random.default_rng(session).choice(len(items) + len(repeats), len(repeats), replace=False)
         for place, (j, of) in sorted(zip(places.tolist(), enumerate(repeats), strict=True)):
-            merged.insert(place, ("repeat", session, j, of))
+            items.insert(place, ("repeat", session, j, of))
         self._repeated |= set(repeats)
-        for item in merged:
-            self._uploads.put(item)
+        for pos, item in enumerate(items):  # the session will hold all its pairs and repeats
+            self._uploads.put((session, pos, len(items), len(seg_a) + len(repeats), item))
 
     def _wanted(self, session: int, i: int) -> int:
         doubled = self.doubled.get(session)
@@ -173,22 +206,40 @@ class HumanTeacher:
         return self.exclude_flag | self._server_excluded
 
     def _publish(self) -> None:
+        """Render each pair and upload it. A session's first pairs are held back until ``ready_to_show``: when
+        rendering is slower than labelling, a labeller who started on the first pair at once would wait for every
+        later one; held back, they label the whole session without a pause, finishing about when they would have
+        anyway. Once a session is shown, each further pair goes up as soon as it exists."""
         renderer = None
+        shown = False
         try:
-            while (item := self._uploads.get()) is not None:
+            while (entry := self._uploads.get()) is not None:
+                session, pos, todo, size, item = entry
+                if pos == 0:
+                    self.client.announce_session(session, size)
+                    shown = False
                 if item[0] == "repeat":  # the server reuses the original's clips: nothing to render
-                    self._repeat(*item[1:])
-                    continue
-                session, i, a, b = item
-                if renderer is None:
-                    renderer = SegmentRenderer(self.env_id, self.clip_size, self.clip_size)
-                t0 = time.perf_counter()
-                clip_a = renderer.clip(a.physics_states, a.mask, "webm")
-                clip_b = renderer.clip(b.physics_states, b.mask, "webm")
-                self.render_seconds.append((time.perf_counter() - t0) / 2)
-                self.client.upload_query(
-                    query_id(session, i), session, clip_a, clip_b, MIME["webm"], labellers=self._wanted(session, i)
-                )
+                    self._held.append(functools.partial(self._repeat, *item[1:]))
+                else:
+                    _, i, a, b = item
+                    if renderer is None:
+                        renderer = self._renderer_factory(self.env_id, self.clip_size, self.clip_size)
+                    t0 = time.perf_counter()
+                    clip_a = renderer.clip(a.physics_states, a.mask, "webm")
+                    clip_b = renderer.clip(b.physics_states, b.mask, "webm")
+                    self._pair_seconds.append(time.perf_counter() - t0)
+                    self.render_seconds.append(self._pair_seconds[-1] / 2)
+                    self._held.append(
+                        functools.partial(self.client.upload_query, query_id(session, i), session, clip_a, clip_b,
+                                          MIME["webm"], labellers=self._wanted(session, i))
+                    )  # fmt: skip
+                recent = self._pair_seconds
+                pair_seconds = RENDER_TIME_MARGIN * sum(recent) / len(recent) if recent else 0.0
+                if shown or ready_to_show(pos + 1, todo, pair_seconds, self.answer_seconds):
+                    shown = True
+                    while self._held:  # in the session's order: a repeat goes up when its place comes
+                        self._held[0]()
+                        self._held.pop(0)
         except BaseException as e:  # surfaced by collect() on the training thread
             self._error = e
         finally:
@@ -319,7 +370,7 @@ class HumanTeacher:
                 break
         self._uploads.put(None)
         self._thread.join(timeout=60)
-        return dropped
+        return dropped + len(self._held)
 
     def finish(self, withdraw: bool) -> dict[str, float]:
         """End of the run: stop uploading, report asked / answered (a log line; returns ``feedback/queries_*``

@@ -106,6 +106,7 @@ def human_teacher(args, run_dir: Path, completed_sessions: set[int], next_sessio
         page,
         completed_sessions=completed_sessions,
         next_session=next_session,
+        answer_seconds=args.feedback_answer_seconds,
         repeat_fraction=args.feedback_repeat_fraction,
         double_fraction=args.feedback_double_fraction,
         exclude=tuple(args.feedback_exclude_labeller),

@@ -1,7 +1,9 @@
 // CleanRLHF labelling page. Plain JS, no build step, no external resources.
-// Flow: claim a query -> show its two clips looping in sync -> answer (A / B / equal / skip) -> claim the next.
-// With nothing to claim, long-poll GET /api/wait (the server answers as soon as work arrives; no tight loop),
-// backing off exponentially on network errors. Labels are P(B > A): A = 0.0, B = 1.0, equal = 0.5.
+// Flow: claim a query and the next one (prefetch) -> show the first's two clips looping in sync while the second's
+// load in hidden players -> answer (A / B / equal / skip) -> the prefetched pair plays at once, and the page claims
+// a new next one in the background (issue 12, item 2). With nothing to claim, long-poll GET /api/wait (the server
+// answers as soon as work arrives; no tight loop), backing off exponentially on network errors. Labels are
+// P(B > A): A = 0.0, B = 1.0, equal = 0.5.
 "use strict";
 
 (() => {
@@ -13,12 +15,16 @@
   const LONG_POLL_S = 25;
 
   const $ = (id) => document.getElementById(id);
-  const videos = [$("clip-a"), $("clip-b")];
+  // The pair on screen and the hidden pair that loads the next one's clips; they trade places on answer.
+  let videos = [$("clip-a"), $("clip-b")];
+  let spare = [$("clip-a-next"), $("clip-b-next")];
   const choiceButtons = Array.from(document.querySelectorAll("button.choice"));
 
   const state = {
     labeller: "",
     query: null, // the query shown (leased to us)
+    next: null, // the prefetched query (leased to us too), its clips loading in the spare players
+    startedKey: null, // the query whose clips were started together
     busy: false, // an answer/undo request is in flight
     gen: 0, // bumps to cancel a running claim/wait loop
     claiming: null, // the latest /api/claim request (a promise)
@@ -146,20 +152,36 @@
     $("n-skipped").textContent = p.skipped;
     $("n-pending").textContent = p.pending;
     $("n-leased").textContent = p.leased;
+    $("n-rendering").textContent = p.rendering;
     $("n-mine").textContent = p.mine;
     // The tab title shows what is waiting, so a labeller sees it from another tab.
     document.title = (p.pending > 0 ? `(${p.pending}) ` : "") + "CleanRLHF · Which clip is better?";
+    // Pairs the trainer announced but has not uploaded yet count too: the bar is not nearly full mid-session.
     const bar = $("progress-bar");
-    bar.max = Math.max(p.total, 1);
+    bar.max = Math.max(p.total + p.rendering, 1);
     bar.value = p.labelled + p.skipped;
+    state.rendering = p.rendering;
+    if (!$("waiting").hidden) showWaitingText();
+  }
+
+  function showWaitingText() {
+    const n = state.rendering || 0;
+    $("waiting-title").textContent = n > 0 ? "The trainer is rendering the next clips…" : "Waiting for the trainer…";
+    $("waiting-detail").textContent =
+      n > 0
+        ? `${n} clip pair${n === 1 ? " is" : "s are"} being rendered. They appear here by themselves once enough are ` +
+          "ready to label the session without pauses."
+        : "No clip pairs are pending. New ones appear here by themselves as soon as the trainer sends them.";
   }
 
   // ------------------------------------------------------------------ clips, in sync
-  let readyCount = 0;
+  const keyOf = (q) => (q ? q.run_id + "/" + q.query_id : null);
 
-  function resetVideos() {
-    for (const v of videos) {
+  function resetVideos(pair) {
+    for (const v of pair) {
       v.pause();
+      delete v.dataset.query;
+      delete v.dataset.ready;
       v.removeAttribute("src");
       v.load();
     }
@@ -173,38 +195,61 @@
     }
   }
 
-  function loadClips(q) {
-    readyCount = 0;
-    videos.forEach((v, i) => {
+  function loadClips(pair, q) {
+    pair.forEach((v, i) => {
       v.pause();
+      delete v.dataset.ready;
+      v.dataset.query = keyOf(q);
       v.src = withToken(i === 0 ? q.clip_a_url : q.clip_b_url);
       v.load();
     });
   }
 
-  for (const v of videos) {
-    // Start both only when both can play, so they begin on the same frame.
+  // Start both only when both can play, so they begin on the same frame; once per pair shown.
+  function maybeStart() {
+    const k = keyOf(state.query);
+    if (k === null || state.startedKey === k) return;
+    if (videos.every((v) => v.dataset.query === k && v.dataset.ready)) {
+      state.startedKey = k;
+      playBoth(true);
+    }
+  }
+
+  // The prefetched pair's players come on screen (with the ids the rest of the page knows) and the old ones hide.
+  function swapPlayers() {
+    [videos, spare] = [spare, videos];
+    videos.forEach((v, i) => {
+      v.id = i === 0 ? "clip-a" : "clip-b";
+      v.hidden = false;
+    });
+    spare.forEach((v, i) => {
+      v.pause();
+      v.id = i === 0 ? "clip-a-next" : "clip-b-next";
+      v.hidden = true;
+    });
+  }
+
+  for (const v of [...videos, ...spare]) {
     v.addEventListener("canplay", () => {
-      if (v.dataset.src === v.currentSrc) return;
-      v.dataset.src = v.currentSrc;
-      readyCount += 1;
-      if (readyCount === 2) playBoth(true);
+      v.dataset.ready = "1";
+      if (videos.includes(v)) maybeStart();
     });
     // Loop together: when both have ended (a shorter clip holds its last frame), restart both.
     v.addEventListener("ended", () => {
-      if (videos.every((x) => x.ended)) playBoth(true);
+      if (videos.includes(v) && videos.every((x) => x.ended)) playBoth(true);
     });
     v.addEventListener("error", () => {
-      if (v.getAttribute("src")) announce("A clip failed to load; try Replay, or skip this pair.");
+      if (videos.includes(v) && v.getAttribute("src")) announce("A clip failed to load; try Replay, or skip this pair.");
+    });
+    // Keep B on A's clock while both play (decoders drift apart over loops).
+    v.addEventListener("timeupdate", () => {
+      const [a, b] = videos;
+      if (v !== a) return;
+      if (!a.paused && !b.paused && !a.ended && !b.ended && Math.abs(a.currentTime - b.currentTime) > 0.12) {
+        if (a.currentTime < b.duration) b.currentTime = a.currentTime;
+      }
     });
   }
-  // Keep B on A's clock while both play (decoders drift apart over loops).
-  videos[0].addEventListener("timeupdate", () => {
-    const [a, b] = videos;
-    if (!a.paused && !b.paused && !a.ended && !b.ended && Math.abs(a.currentTime - b.currentTime) > 0.12) {
-      if (a.currentTime < b.duration) b.currentTime = a.currentTime;
-    }
-  });
 
   // ------------------------------------------------------------------ showing a query / waiting
   function setButtons() {
@@ -215,22 +260,47 @@
   }
 
   function show(q) {
+    const k = keyOf(q);
+    const changed = keyOf(state.query) !== k;
     state.query = q;
     $("waiting").hidden = true;
     $("compare").hidden = false;
     $("instruction").textContent = q.run.instruction || "(no instruction given)";
     $("run-info").textContent = `run ${q.run.run_id} · ${q.run.env_id} · session ${q.session} · query ${q.query_id}`;
-    for (const v of videos) delete v.dataset.src;
-    loadClips(q);
+    if (changed || videos[0].dataset.query !== k) {
+      state.startedKey = null;
+      if (spare[0].dataset.query === k) swapPlayers(); // prefetched: its clips are loaded already
+      else loadClips(videos, q);
+    }
+    maybeStart();
     setButtons();
     scheduleRenewal(); // a full third of the lease from now
   }
 
+  // The prefetched pair: load its clips into the hidden players (unless they hold them already).
+  function setNext(q) {
+    state.next = q;
+    if (q !== null && spare[0].dataset.query !== keyOf(q)) loadClips(spare, q);
+  }
+
+  // What a claim returned: keep showing the pair on screen if we still hold it, prefetch the other one.
+  function adopt(data) {
+    const held = [data.query, data.next].filter(Boolean);
+    const current = held.find((q) => keyOf(q) === keyOf(state.query)) || held[0];
+    show(current);
+    setNext(held.find((q) => q !== current) || null);
+    if (state.next === null) watchForNext();
+  }
+
   function showWaiting() {
     state.query = null;
-    resetVideos();
+    state.next = null;
+    state.startedKey = null;
+    resetVideos(videos);
+    resetVideos(spare);
     $("compare").hidden = true;
     $("waiting").hidden = false;
+    showWaitingText();
     $("run-info").textContent = runFilter ? `run ${runFilter}` : "";
     setButtons();
   }
@@ -245,7 +315,7 @@
   // POST /api/claim: the pair we hold (its lease renewed) or the next pending one. Kept in state.claiming so that
   // a rename can wait for it to land before releasing the old name's lease.
   async function claim() {
-    state.claiming = api("/api/claim", labellerBody());
+    state.claiming = api("/api/claim", { ...labellerBody(), prefetch: true });
     const data = await state.claiming;
     if (data.lease_seconds) state.leaseSeconds = data.lease_seconds;
     return data;
@@ -265,7 +335,7 @@
           const first = !state.started;
           state.started = true;
           if (waited) notifyNewWork();
-          show(data.query);
+          adopt(data);
           if (waited) announce("New clip pairs arrived.");
           else if (first) announce(`Labelling as “${state.labeller}”. Watch both clips, then answer with the buttons or the arrow keys.`);
           return;
@@ -304,21 +374,57 @@
   // renews at a third of that, so a labeller who watches the clips for minutes keeps their pair; a hidden tab lets
   // it run out, so a pair left in a forgotten tab goes to someone else.
   async function renewLease() {
+    if (!state.query || state.busy || document.hidden) return;
+    await reclaim();
+  }
+
+  // Claim again: renews the leases of the pair on screen and of the prefetched one, or fetches a next one. If the
+  // pair on screen went to someone else meanwhile (its lease ran out in a hidden tab), move on.
+  async function reclaim() {
     const q = state.query;
     const gen = state.gen;
-    if (!q || state.busy || document.hidden) return;
     let data;
     try {
       data = await claim();
     } catch (err) {
       return; // the next tick tries again
     }
-    if (state.query !== q || state.gen !== gen || state.busy) return; // answered or replaced meanwhile
+    if (state.query !== q || state.gen !== gen || state.busy || q === null) return; // answered or replaced meanwhile
     showProgress(data.progress);
-    if (data.query && data.query.run_id === q.run_id && data.query.query_id === q.query_id) return; // renewed
-    announce("Your reservation of that pair ran out and it went to another labeller; here is the next one.");
-    if (data.query) show(data.query);
+    const held = [data.query, data.next].filter(Boolean);
+    if (!held.some((x) => keyOf(x) === keyOf(q))) {
+      announce("Your reservation of that pair ran out and it went to another labeller; here is the next one.");
+    }
+    if (held.length) adopt(data);
     else next();
+  }
+
+  // While a pair is on screen and nothing is prefetched (the rest of the session was not uploaded yet), long-poll
+  // for new work and prefetch it as soon as it arrives, so that it too plays at once on answer.
+  let watching = false;
+  async function watchForNext() {
+    if (watching) return;
+    watching = true;
+    const gen = state.gen;
+    const wanted = () => gen === state.gen && state.query !== null && state.next === null && !document.hidden;
+    try {
+      while (wanted()) {
+        let waitedFor;
+        try {
+          waitedFor = await api(
+            `/api/wait?wait=${LONG_POLL_S}` + (runFilter ? `&run_id=${encodeURIComponent(runFilter)}` : ""),
+          );
+        } catch (err) {
+          if (err.status === 401) return;
+          await sleep(state.backoffMs);
+          continue;
+        }
+        if (waitedFor && waitedFor.retry_after) await sleep(waitedFor.retry_after * 1000 * (1 + Math.random()));
+        else if (waitedFor && waitedFor.claimable > 0 && wanted() && !state.busy) await reclaim();
+      }
+    } finally {
+      watching = false;
+    }
   }
 
   let renewTimer = null;
@@ -331,7 +437,8 @@
   }
 
   document.addEventListener("visibilitychange", () => {
-    if (!document.hidden) renewLease(); // back from another tab: keep the pair, or learn that it is gone
+    // Back from another tab: keep the pair, or learn that it is gone (and prefetch again).
+    if (!document.hidden) renewLease();
   });
 
   // ------------------------------------------------------------------ answering and undo
@@ -351,9 +458,16 @@
       });
       showProgress(data.progress);
       announce(`Saved: ${CHOICE_TEXT[choice]} (query ${q.query_id}).`);
+      const following = state.next;
       state.query = null;
+      state.next = null;
       state.busy = false;
-      next();
+      if (following) {
+        show(following); // prefetched: it plays at once
+        reclaim(); // and prefetch the one after it
+      } else {
+        next();
+      }
     } catch (err) {
       state.busy = false;
       if (err.status === 409 || err.status === 404) {
@@ -377,8 +491,10 @@
       const body = labellerBody();
       const data = await api("/api/undo", body);
       state.gen += 1; // stop any waiting loop: we hold the undone query now
+      state.next = null; // the server gave the prefetched pair back
       show(data.query);
       showProgress(data.progress);
+      reclaim(); // prefetch again
       announce(`Undone: answer the pair of query ${data.query.query_id} again.`);
     } catch (err) {
       announce(err.code === "nothing_to_undo" ? "Nothing to undo." : `Undo failed: ${err.message}`);

@@ -312,6 +312,7 @@ def test_claim_answer_undo_and_events(client, auth, webm_clips):
         "labelled": 2,
         "skipped": 1,
         "total": 4,
+        "rendering": 0,
         "run_id": "hopper-s1",
         "last_seq": 5,
     }
@@ -458,3 +459,52 @@ def test_clip_serving_cannot_escape_the_store(client, auth, app, webm_clips):
         r = client.get(path, headers=auth)
         assert 400 <= r.status_code < 500, (path, r.status_code)
         assert secret not in r.data and b"SQLite" not in r.data and b"import" not in r.data, path
+
+
+def test_announced_sessions_count_the_pairs_still_being_rendered(client, auth, webm_clips):
+    """Issue 12, item 6: before its clips exist, an announced session shows as `rendering` (not as "nothing
+    pending"), each upload moves a pair from rendering to pending, and withdrawing the run drops what never came."""
+    register(client, auth)
+    status = lambda: client.get("/api/runs/hopper-s1/status", headers=auth).json  # noqa: E731
+    r = client.post("/api/runs/hopper-s1/sessions", json={"session": 1, "queries": 3}, headers=auth)
+    assert r.status_code == 200 and r.json["counts"]["rendering"] == 3 and r.json["counts"]["total"] == 0
+    assert upload(client, auth, "q0", webm_clips[0], webm_clips[1]).status_code == 201
+    assert (status()["rendering"], status()["pending"]) == (2, 1)
+    progress = client.get("/api/progress?labeller=ann", headers=auth).json
+    assert progress["rendering"] == 2 and progress["total"] == 1
+    # Repeating the announcement (a restarted trainer) changes nothing; another session adds its own pairs.
+    client.post("/api/runs/hopper-s1/sessions", json={"session": 1, "queries": 3}, headers=auth)
+    client.post("/api/runs/hopper-s1/sessions", json={"session": 2, "queries": 4}, headers=auth)
+    assert status()["rendering"] == 6
+    assert client.post("/api/runs/hopper-s1/withdraw", headers=auth).status_code == 200
+    assert status()["rendering"] == 0
+    for bad in ({"session": 1}, {"session": -1, "queries": 2}, {"session": 1, "queries": True},
+                {"session": "1", "queries": 2}, {"session": 1, "queries": 100_001}):  # fmt: skip
+        assert_json_error(client.post("/api/runs/hopper-s1/sessions", json=bad, headers=auth), 400)
+    assert_json_error(client.post("/api/runs/nope/sessions", json={"session": 1, "queries": 2}, headers=auth), 404)
+
+
+def test_prefetch_leases_the_next_pair_too(client, auth, webm_clips):
+    """Issue 12, item 2: with "prefetch" a labeller holds the pair on screen and the next one (renewed together);
+    nobody else is handed either; a claim without prefetch gives the second back."""
+    register(client, auth)
+    for i in range(3):
+        assert upload(client, auth, f"q{i}", webm_clips[i], webm_clips[i + 1]).status_code == 201
+    both = client.post("/api/claim", json={"labeller": "ann", "prefetch": True}, headers=auth).json
+    assert (both["query"]["query_id"], both["next"]["query_id"]) == ("q0", "q1")
+    assert both["next"]["lease_holder"] == "ann" and both["progress"]["leased"] == 2
+    again = client.post("/api/claim", json={"labeller": "ann", "prefetch": True}, headers=auth).json
+    assert (again["query"]["query_id"], again["next"]["query_id"]) == ("q0", "q1")  # renewed, not new ones
+    assert claim(client, auth, labeller="bob")["query_id"] == "q2"
+    assert answer(client, auth, "q1", "B").status_code == 200  # the prefetched pair is answered like any other
+    assert answer(client, auth, "q0", "A").status_code == 200
+    assert client.post("/api/claim", json={"labeller": "ann", "prefetch": True}, headers=auth).json["query"] is None
+    assert upload(client, auth, "q3", webm_clips[3], webm_clips[4]).status_code == 201
+    assert upload(client, auth, "q4", webm_clips[4], webm_clips[5]).status_code == 201
+    both = client.post("/api/claim", json={"labeller": "ann", "prefetch": True}, headers=auth).json
+    assert (both["query"]["query_id"], both["next"]["query_id"]) == ("q3", "q4")
+    one = client.post("/api/claim", json={"labeller": "ann"}, headers=auth).json
+    assert one["query"]["query_id"] == "q3" and one["next"] is None
+    assert answer(client, auth, "q2", "A", labeller="bob").status_code == 200
+    assert claim(client, auth, labeller="bob")["query_id"] == "q4"  # given back by ann's plain claim
+    assert_json_error(client.post("/api/claim", json={"labeller": "ann", "prefetch": "yes"}, headers=auth), 400)

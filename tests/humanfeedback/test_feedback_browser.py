@@ -171,9 +171,10 @@ def test_renaming_while_a_claim_is_in_flight_strands_no_pair(browser, live_serve
 
 
 def test_visible_page_keeps_its_pair_past_the_lease_and_a_hidden_one_lets_it_go(browser, tmp_path, webm_clips):
-    """With 3-second leases: a pair on screen in a visible tab stays reserved long past its lease (the page renews
-    it), so another labeller gets the next pair and the first labeller's answer is saved; in a hidden tab the lease
-    runs out, the pair goes to someone else, and the page moves on by itself when it is shown again."""
+    """With 3-second leases: a pair on screen in a visible tab, and the next one it prefetched, stay reserved long
+    past their lease (the page renews them), so another labeller gets the pair after those and the first labeller's
+    answer is saved; in a hidden tab the leases run out, the pair goes to someone else, and the page moves on by
+    itself when it is shown again."""
     import requests
 
     from rlhf.feedback_server_process import start_feedback_server
@@ -199,28 +200,28 @@ def test_visible_page_keeps_its_pair_past_the_lease_and_a_hidden_one_lets_it_go(
         page.goto(server.page_url)
         wait_for_query(page, "q0")
         page.wait_for_timeout(7000)  # more than twice the lease
-        assert other_claims() == "q1"  # q0 is still reserved for the page
-        other("/api/answer", run_id="lease", query_id="q1", choice="B")
+        assert other_claims() == "q2"  # q0 and the prefetched q1 are still reserved for the page
+        other("/api/answer", run_id="lease", query_id="q2", choice="B")
         page.keyboard.press("ArrowLeft")
-        wait_for_query(page, "q2")
+        wait_for_query(page, "q1")  # the prefetched pair
 
-        # The tab goes to the background: renewals stop and q2's lease runs out.
+        # The tab goes to the background: renewals stop and the leases of q1 (and the prefetched q3) run out.
         page.evaluate(
             "() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});"
             " document.dispatchEvent(new Event('visibilitychange')); }"
         )
         page.wait_for_timeout(4500)
-        assert other_claims() == "q2"  # q2's lease ran out, and it comes before the pending q3
+        assert other_claims() == "q1"  # q1's lease ran out, and it comes first
         page.evaluate(
             "() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});"
             " document.dispatchEvent(new Event('visibilitychange')); }"
         )
         page.wait_for_function(
-            "() => !document.getElementById('run-info').textContent.endsWith('query q2')", timeout=10_000
+            "() => !document.getElementById('run-info').textContent.endsWith('query q1')", timeout=10_000
         )
         assert "went to another labeller" in page.text_content("#status")
         events = trainer.all_events()
-        assert [(e.query_id, e.labeller) for e in events] == [("q1", "other"), ("q0", "watcher")]
+        assert [(e.query_id, e.labeller) for e in events] == [("q2", "other"), ("q0", "watcher")]
         assert shown_query(page) == "q3"
         ctx.close()
 

@@ -153,6 +153,10 @@ def walked(tmp_path_factory, webm_clips):
         R, Q = "/api/runs/{run_id}", "/api/runs/{run_id}/queries"
         call("GET", R, "/api/runs/hopper-s1")
         call("GET", R, "/api/runs/nope", expect=404)
+        SS = "/api/runs/{run_id}/sessions"
+        call("POST", SS, "/api/runs/hopper-s1/sessions", json={"session": 3, "queries": 4})
+        call("POST", SS, "/api/runs/hopper-s1/sessions", json={"session": 3, "queries": 0}, expect=400)
+        call("POST", SS, "/api/runs/nope/sessions", json={"session": 3, "queries": 4}, expect=404)
         a, b = webm_clips[0], webm_clips[1]
         for i in range(3):
             call("POST", Q, "/api/runs/hopper-s1/queries", **clip_form(f"s3-q{i}", a, webm_clips[2 + i]), expect=201)
@@ -170,7 +174,8 @@ def walked(tmp_path_factory, webm_clips):
         call("GET", E, "/api/runs/nope/events", expect=404)
         call("GET", S, "/api/runs/hopper-s1/status")
         call("GET", S, "/api/runs/nope/status", expect=404)
-        q = call("POST", "/api/claim", json={"labeller": "ann", "run_id": "hopper-s1"})["query"]
+        q = call("POST", "/api/claim", json={"labeller": "ann", "run_id": "hopper-s1", "prefetch": True})["query"]
+        call("POST", "/api/claim", json={"labeller": "ann", "run_id": "hopper-s1"})  # back to one lease
         call("POST", "/api/claim", json={"labeller": "ann\u0000"}, expect=400)
         call("POST", "/api/claim", json={"labeller": "ann", "run_id": "nope"}, expect=404)
         call("GET", "/api/wait", "/api/wait?wait=0.1&run_id=hopper-s1")
@@ -293,7 +298,7 @@ def _same_keys(example: Any, real: Any, where: str) -> list[str]:
 
 def test_readme_examples_match_the_schema_and_real_answers(walked):
     sections = _readme_sections()
-    assert len(sections) == 20  # every route has its section
+    assert len(sections) == 21  # every route has its section
     checked = 0
     for method, template, text in sections:
         for kind, example in _examples(text):

@@ -104,7 +104,8 @@ function renderRuns() {
       el("td", { text: r.algorithm || "—" }),
       el("td", { class: "num", text: fmt(r.steps) }),
       el("td", { class: "num", text: r.labels === null ? "—" : String(r.labels) }),
-      el("td", { class: "num", text: fmt(r.last_eval_return) }));
+      el("td", { class: "num", text: fmt(r.last_eval_return) }),
+      el("td", { class: "differs", text: differsText(r, 4), title: differsText(r) }));
   }));
   for (const th of $("runs").querySelectorAll("th[data-key]")) {
     th.classList.toggle("sorted", th.dataset.key === key);
@@ -114,6 +115,24 @@ function renderRuns() {
   const n = state.selected.length;
   $("selection-info").textContent = n === 0 ? "select runs to compare them"
     : n === 1 ? "1 run selected: select another to compare" : `${n} runs compared`;
+}
+
+// The run's flags that differ from the other runs' ("--lr 0.001 · --no-surf"), at most ``limit`` of them: tells
+// apart runs of one env, experiment and seed.
+function differsText(r, limit = Infinity) {
+  const items = Object.entries((r && r.differs) || {}).map(([k, v]) => {
+    const flag = "--" + k.replaceAll("_", "-");
+    if (v === true) return flag;
+    if (v === false) return "--no-" + k.replaceAll("_", "-");
+    return `${flag} ${typeof v === "string" ? v : JSON.stringify(v)}`;
+  });
+  const shown = items.slice(0, limit).join(" · ");
+  return items.length > limit ? `${shown} · +${items.length - limit} more` : shown;
+}
+
+function runTitle(id) {
+  const text = differsText(state.runs.find((r) => r.id === id), 3);
+  return text ? `${id} (${text})` : id;
 }
 
 function toggle(id) {
@@ -207,7 +226,7 @@ async function renderCurves() {
   drawChart($("chart-labels"), byLabels, "labels (feedback/total_labels)", label,
     "no run with preference labels selected (oracle baselines have none)", true);
   $("legend").replaceChildren(...results.map(({ id, data }) => el("span", {},
-    swatch(colorOf(id)), id + (data.has_labels ? "" : " (no labels)"))));
+    swatch(colorOf(id)), runTitle(id) + (data.has_labels ? "" : " (no labels)"))));
 }
 
 // ---- videos --------------------------------------------------------------------------------------------------
@@ -234,7 +253,7 @@ async function renderVideos() {
   const columns = await Promise.all(state.selected.map(async (id) => {
     const data = await getJSON(apiUrl(id, "videos"));
     const col = el("div", { class: "column", "data-run": id },
-      el("h3", { title: id }, swatch(colorOf(id)), id));
+      el("h3", { title: id }, swatch(colorOf(id)), runTitle(id)));
     if (!data.eval.length) {
       col.append(el("p", { class: "muted", text: "no evaluation videos (train with --capture-video)" }));
     } else {
@@ -302,7 +321,7 @@ async function renderQueryList(id, session, list) {
   if (!state.queryCache[key]) state.queryCache[key] = getJSON(apiUrl(id, "queries", { session }));
   const data = await state.queryCache[key];
   list.replaceChildren(...data.queries.map((q) => el("div", { class: "pair" },
-    el("div", {}, `session ${q.session} · query ${q.query} · step ${q.step.toLocaleString()} `,
+    el("div", {}, `session ${q.session} · query ${q.query}` + (q.step === null ? " " : ` · step ${q.step.toLocaleString()} `),
       el("span", { class: "badge " + (q.label === null ? "skip" : LABEL_CLASS[q.label]), text: q.label_name })),
     el("div", { class: "clips" }, clipBox(id, q, "a"), clipBox(id, q, "b")))));
 }
@@ -310,10 +329,10 @@ async function renderQueryList(id, session, list) {
 async function renderQueries() {
   const columns = await Promise.all(state.selected.map(async (id) => {
     const col = el("div", { class: "column", "data-run": id },
-      el("h3", { title: id }, swatch(colorOf(id)), id));
+      el("h3", { title: id }, swatch(colorOf(id)), runTitle(id)));
     const all = await getJSON(apiUrl(id, "queries"));
     if (!all.sessions.length) {
-      col.append(el("p", { class: "muted", text: "no queried clips (sac_rlhf.py / pref_ppo.py with --capture-video)" }));
+      col.append(el("p", { class: "muted", text: "no queried clips (sac_rlhf.py / pref_ppo.py with --capture-video, or human feedback with --feedback-server-autostart)" }));
       return col;
     }
     const counts = {};
