@@ -118,14 +118,21 @@ def iqm_with_ci(scores: np.ndarray, reps: int | None = None) -> tuple[float, flo
     from rliable import library as rly
     from rliable import metrics
 
-    with warnings.catch_warnings():  # rliable passes arch a RandomState, which arch deprecates
-        warnings.simplefilter("ignore", FutureWarning)
-        point, interval = rly.get_interval_estimates(
-            {"x": scores},
-            lambda x: np.array([metrics.aggregate_iqm(x)]),
-            reps=reps or BOOTSTRAP_REPS,
-            random_state=np.random.RandomState(BOOTSTRAP_SEED),
-        )
+    # rliable's StratifiedBootstrap draws its resamples from numpy's global generator (np.random.choice in its
+    # update_indices), not from the random_state it hands to arch: seed that one too, and put it back after.
+    saved = np.random.get_state()
+    np.random.seed(BOOTSTRAP_SEED)
+    try:
+        with warnings.catch_warnings():  # rliable passes arch a RandomState, which arch deprecates
+            warnings.simplefilter("ignore", FutureWarning)
+            point, interval = rly.get_interval_estimates(
+                {"x": scores},
+                lambda x: np.array([metrics.aggregate_iqm(x)]),
+                reps=reps or BOOTSTRAP_REPS,
+                random_state=np.random.RandomState(BOOTSTRAP_SEED),
+            )
+    finally:
+        np.random.set_state(saved)
     return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
 
 

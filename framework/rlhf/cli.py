@@ -96,5 +96,11 @@ def run_cli(args_type, main, argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            # The checkpoint is written. A second Ctrl-C while the interpreter shuts down would kill the process by
+            # the signal (finalisation resets Python's handlers to SIG_DFL, but leaves SIG_IGN): exit 130 all the
+            # same. Only as the process's command line: a caller in-process keeps its own handlers.
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, signal.SIG_IGN)
         return 130
     return 0
