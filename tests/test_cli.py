@@ -19,6 +19,7 @@ def run(args, cwd, timeout=300):
     )
 
 
+@pytest.mark.slow  # whole-script runs: in .ci/run's second pytest step, not the default suite
 def test_runs_from_the_repo_root_and_from_framework(tmp_path):
     flags = argv(TINY_SAC_RLHF, tmp_path, total_timesteps=500, evaluation_frequency=500, threads=1)
     root = run(["framework/sac_rlhf.py", *flags], cwd=REPO_ROOT)

@@ -97,6 +97,7 @@ def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | No
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # whole-script runs: in .ci/run's second pytest step, not the default suite
 @pytest.mark.timeout(600)  # two human-mode trainer runs: ~140 s on an idle 2-core machine, 300 s+ under load
 def test_human_run_killed_with_sigkill_resumes_with_every_label_and_keeps_the_token_secret(tmp_path):
     port = free_port()

@@ -18,6 +18,7 @@ from test_human_teacher import HUMAN_RUN, free_port, label_everything
 from rlhf.checkpoint import load_state
 
 
+@pytest.mark.slow  # whole-script runs: in .ci/run's second pytest step, not the default suite
 # one human-mode run with clips: 243 s measured with other jobs on the 2 cores, over 540 s at load 15
 @pytest.mark.timeout(900)
 def test_human_mode_with_capture_video_keeps_the_queried_mp4s_and_their_index(tmp_path):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import requests
 from conftest import REPO_ROOT
 from script_runs import TINY_SAC_RLHF, argv
@@ -81,6 +82,7 @@ def check_trainer_got_exactly(run_dir: Path, given: dict) -> None:
     assert len(given) == 8
 
 
+@pytest.mark.slow  # whole-script runs: in .ci/run's second pytest step, not the default suite
 def test_human_feedback_with_a_separate_server(tmp_path):
     """Trainer and server with separate data dirs (no shared filesystem): everything crosses HTTP."""
     server = start_feedback_server(port=0, data_dir=tmp_path / "server_data")
@@ -116,6 +118,7 @@ def test_human_feedback_with_a_separate_server(tmp_path):
     assert not (run_dir / "feedback_server").exists()  # the server kept its data in its own directory
 
 
+@pytest.mark.slow  # whole-script runs: in .ci/run's second pytest step, not the default suite
 def test_autostarted_server_serves_the_page_and_labels_move_training(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -158,6 +161,7 @@ def test_autostarted_server_serves_the_page_and_labels_move_training(tmp_path):
         assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
+@pytest.mark.slow  # whole-script runs: in .ci/run's second pytest step, not the default suite
 def test_a_restarted_trainer_gets_its_labels_back_and_asks_nothing_again(tmp_path):
     """The trainer submits a session and dies; labels are given meanwhile; a new trainer of the same run (same run
     id and run directory) collects exactly those labels without uploading any query again."""

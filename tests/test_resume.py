@@ -76,6 +76,7 @@ def kill_after_first_checkpoint(name: str, flags: list[str], runs: Path) -> Path
     return run_dir
 
 
+@pytest.mark.slow  # whole-script runs: in .ci/run's second pytest step, not the default suite
 @pytest.mark.timeout(900)  # three runs of the script in one test: 2-4 minutes when the cores are shared
 @pytest.mark.parametrize("name", list(RESUMABLE))
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, name):
@@ -181,6 +182,7 @@ def test_resume_refuses_flags_that_would_change_the_run(finished_run, tmp_path):
     assert "--batch-size, --seed cannot be changed" in out.stderr
 
 
+@pytest.mark.slow  # whole-script runs: in .ci/run's second pytest step, not the default suite
 def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     """A cluster scheduler's SIGTERM is handled like Ctrl-C: a checkpoint is written and the run can continue."""
     flags = argv(RESUMABLE["sac_rlhf"], tmp_path, checkpoint_frequency=100_000)
@@ -200,6 +202,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     assert load_state(run_dir / "checkpoints" / "final")["step"] == 1500
 
 
+@pytest.mark.slow  # whole-script runs: in .ci/run's second pytest step, not the default suite
 def test_two_sigints_during_a_checkpoint_save_keep_a_resumable_checkpoint(tmp_path):
     """A second Ctrl-C 0.1 s after the first lands in the checkpoint save the first one started (a large replay
     buffer makes the save take a while); the run still leaves a complete checkpoint, and --resume finishes it."""
