@@ -31,17 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhf.feedback import Answers
+from rlhf.feedback import Answers, query_id
 from rlhf.feedback_client import FeedbackClient, FeedbackServerError, LabelLog
 from rlhf.labeller_quality import choose_doubled, choose_repeats, quality_scalars
 from rlhf.segments import Segments
 from rlhf.video import MIME, SegmentRenderer
 
 log = logging.getLogger("cleanrlhf")
-
-
-def query_id(session: int, index: int) -> str:
-    return f"s{session:04d}-q{index:03d}"
 
 
 # Render times vary with the machine's load; plan with a quarter more than measured, so that a slower pair than
