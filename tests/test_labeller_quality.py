@@ -110,8 +110,9 @@ def _label(url: str, who: str, choice_of, stop: threading.Event, log: list) -> N
             continue
         choice = choice_of(query["query_id"])
         body = {"labeller": who, "run_id": query["run_id"], "query_id": query["query_id"], "choice": choice}
-        http.post(f"{url}/api/answer", json=body, timeout=10).raise_for_status()
+        # Logged before it is sent: the trainer may see the answer (and the test read the log) before post() returns.
         log.append((who, query["query_id"], choice))
+        http.post(f"{url}/api/answer", json=body, timeout=10).raise_for_status()
 
 
 def test_human_teacher_doubles_repeats_and_revises_after_an_exclusion(tmp_path):
