@@ -21,7 +21,14 @@ import subprocess
 import sys
 import time
 
-SETTINGS = {"1": ("1", {}), "cpus": ("cpus", {}), "cpus+passive": ("cpus", {"OMP_WAIT_POLICY": "PASSIVE"})}
+SETTINGS = {
+    "1": ("1", {}),
+    "cpus": ("cpus", {}),
+    "cpus+passive": ("cpus", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "cpus+spin1k": ("cpus", {"GOMP_SPINCOUNT": "1000"}),
+    "cpus+spin10k": ("cpus", {"GOMP_SPINCOUNT": "10000"}),
+    "cpus+spin100k": ("cpus", {"GOMP_SPINCOUNT": "100000"}),
+}
 
 
 def worker(threads: str, updates: int) -> None:
@@ -63,13 +70,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--updates", type=int, default=500)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--setting", action="append", choices=list(SETTINGS), help="settings to measure (default: all)")
     a = p.parse_args()
     if a.worker is not None:
         worker(a.worker, a.updates)
         return
     print(f"CPUs available: {len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'setting':14s} {'alone ms/update':>16s} {'contended ms/update':>20s}")
-    for setting in SETTINGS:
+    for setting in a.setting or SETTINGS:
         alone, contended = measure(setting, a.updates, False), measure(setting, a.updates, True)
         print(f"{setting:14s} {alone:16.2f} {contended:20.2f}")
 

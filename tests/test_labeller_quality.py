@@ -265,6 +265,7 @@ def test_a_labeller_excluded_by_the_flag_completes_queries_but_gives_no_label():
 
     teacher = HumanTeacher.__new__(HumanTeacher)  # only the answer bookkeeping, no server
     teacher.answers, teacher.doubled = LabelLog(), {0: np.array([False, True])}
+    teacher._single = set()  # no doubled query let stand alone
     teacher.exclude_flag, teacher._server_excluded = frozenset({"bob"}), frozenset()
     teacher.answers.apply([_ev(1, "label", "s0000-q000", "bob", 1.0), _ev(2, "label", "s0000-q001", "bob", 1.0),
                            _ev(3, "label", "s0000-q001", "ann", 0.0)])  # fmt: skip
