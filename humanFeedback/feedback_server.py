@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     shown_token = f"${TOKEN_ENV}" if from_env else (quote(token, safe="") if token else "")
     url = f"http://{shown_host}:{server.effective_port}/" + (f"?token={shown_token}" if token else "")
     print(f"CleanRLHF feedback server (data: {data_dir.resolve()})", flush=True)
-    print(f"Open {url}", flush=True)  # framework/rlhf/feedback_server_process.py reads this line
+    print(f"Open {url}", flush=True)  # for people: programs wait for --ready-file (rlhf.server_ready)
     if args.ready_file is not None:
         base = f"http://{shown_host}:{server.effective_port}"
         write_ready_file(args.ready_file, base, server.effective_port, data_dir.resolve())
