@@ -164,7 +164,7 @@ def main() -> None:
         path = [str(tree / "framework"), str(tree / "humanFeedback"), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "CLEANRLHF_BENCHMARK_TREE": str(tree), "PYTHONPATH": os.pathsep.join(path)}
         os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from rlhf.runs import read_scalars  # after the re-exec above: the run reader of the checkout being measured
 
     page: dict = {}
     started: dict[int, float] = {}
@@ -224,10 +224,9 @@ def main() -> None:
                 t.join(timeout=60)
             server.stop()
         (run_dir,) = (Path(tmp) / "runs").iterdir()
-        acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-        acc.Reload()
-        render = [e.value for e in acc.Scalars("feedback/clip_render_seconds")]
-        wait = [e.value for e in acc.Scalars("feedback/wait_seconds")]
+        scalars = read_scalars(run_dir)
+        render = [e.value for e in scalars["feedback/clip_render_seconds"]]
+        wait = [e.value for e in scalars["feedback/wait_seconds"]]
     print(
         f"{a.env_id}, segments of 64 steps, {a.clip_size}x{a.clip_size} WebM clips, {a.queries_per_session} "
         f"queries per session, labeller think time {a.think_seconds} s per query:"

@@ -272,3 +272,32 @@ def test_a_labeller_excluded_by_the_flag_completes_queries_but_gives_no_label():
     np.testing.assert_array_equal(teacher._labels(0, 2), [np.nan, 0.0])  # bob's labels are gone
     teacher.exclude_flag, teacher._server_excluded = frozenset(), frozenset({"bob"})
     assert not teacher._query_answered(0, 0) and not teacher._query_answered(0, 1)
+
+
+def test_with_one_labeller_a_doubled_query_takes_its_one_answer_after_a_while(tmp_path, caplog):
+    """A doubled pair waits for a second labeller; when only one person labels, the session would wait forever
+    (checked: without the fallback, collect() times out with nothing). After ``alone_seconds`` the one answer stands."""
+    from rlhf.feedback_server_process import start_feedback_server
+    from rlhf.human import HumanTeacher
+
+    seg_a, seg_b = _segments(2)
+    server = start_feedback_server(port=0, data_dir=tmp_path / "server")
+    stop = threading.Event()
+    given: list = []
+    worker = threading.Thread(target=_label, args=(server.url, "ann", lambda q: "B", stop, given), daemon=True)
+    try:
+        teacher = HumanTeacher(FeedbackClient(server.url, "run-1"), "Hopper-v5", "hop", tmp_path / "pending", 32,
+                               double_fraction=0.5, rng=np.random.default_rng(1), alone_seconds=1.0)  # fmt: skip
+        teacher.submit(seg_a, seg_b, session=0)
+        worker.start()
+        t0 = time.monotonic()
+        (answers,) = teacher.collect(wait=True, timeout=90)
+        assert time.monotonic() - t0 < 60
+        assert teacher.doubled[0].sum() == 1
+        np.testing.assert_array_equal(answers.labels, [1.0, 1.0])  # ann's B on both, the doubled one included
+        assert sorted(q for _, q, _ in given) == ["s0000-q000", "s0000-q001"]
+        assert "waited" in caplog.text and "only one labeller" in caplog.text
+    finally:
+        stop.set()
+        worker.join(timeout=15)
+        server.stop()

@@ -15,6 +15,7 @@ from script_runs import argv, run_in_process, scalars
 from test_pref_ppo_labels import TINY_PREF_PPO
 
 from rlhf.checkpoint import load_state
+from rlhf.manifest import read_manifest
 from rlhf.rune import Rune
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +54,7 @@ def test_ppo_run_logs_evaluates_and_saves_the_normalisation_statistics(tmp_path)
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 3e-4  # annealed
     ckpt = load_state(Path(m["run_dir"]) / "checkpoints" / "final")
     assert ckpt["algorithm"] == "ppo" and ckpt["step"] == 1024
+    assert (read_manifest(Path(m["run_dir"])) or {}).get("status") == "finished"
     # every observation the policy acted on went into the statistics: 1024 steps' observations
     assert float(ckpt["agent"]["obs_norm.count"]) == pytest.approx(1024, abs=1e-3)
     assert np.abs(ckpt["agent"]["obs_norm.mean"].numpy()).sum() > 0
@@ -76,6 +78,8 @@ def test_ppo_ctrl_c_saves_a_checkpoint(tmp_path, monkeypatch):
         run_in_process(ppo, argv(TINY_PPO, tmp_path))
     (run_dir,) = list(tmp_path.iterdir())
     assert load_state(run_dir / "checkpoints" / "final")["step"] == 128  # the last completed iteration
+    manifest = read_manifest(run_dir)
+    assert (manifest["algorithm"], manifest["status"], manifest["step"]) == ("ppo", "interrupted", 128)
 
 
 def test_pref_ppo_with_surf_rune_and_entropy_queries(tmp_path, monkeypatch):
@@ -123,6 +127,7 @@ def test_pref_ppo_with_surf_rune_and_entropy_queries(tmp_path, monkeypatch):
     s = scalars(run_dir)
     assert min(step for step, _ in s["charts/SPS"]) > 256  # nothing logged during the skipped exploration
     assert load_state(run_dir / "checkpoints" / "final")["feedback"]["stats"]["total_labels"] == 12
+    assert (read_manifest(run_dir) or {}).get("algorithm") == "pref_ppo"
 
 
 def test_a_budget_between_rollouts_is_rounded_up_and_said(tmp_path, caplog):

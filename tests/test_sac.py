@@ -5,6 +5,7 @@ import sac
 from script_runs import argv, run_in_process, scalars
 
 from rlhf.checkpoint import load_state
+from rlhf.manifest import read_manifest
 
 TINY_SAC = {
     "--total-timesteps": 600,
@@ -27,6 +28,9 @@ def test_sac_runs_logs_and_checkpoints(tmp_path):
     assert {"charts/episodic_return", "losses/qf1_loss", "losses/actor_loss", "eval/mean_return"} <= set(s)
     ckpt = load_state(Path(m["run_dir"]) / "checkpoints" / "final")
     assert ckpt["algorithm"] == "sac" and ckpt["step"] == 600
+    manifest = read_manifest(Path(m["run_dir"]))
+    assert (manifest["algorithm"], manifest["status"], manifest["step"]) == ("sac", "finished", 600)
+    assert "eval_videos" in manifest["paths"] and "preferences" not in manifest["paths"]
 
 
 def test_early_stopping_stops(tmp_path):

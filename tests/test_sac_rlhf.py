@@ -10,6 +10,7 @@ import sac_rlhf
 from script_runs import TINY_SAC_RLHF, argv, run_in_process, scalars
 
 from rlhf.checkpoint import load_state
+from rlhf.manifest import read_manifest
 
 
 def test_full_run_logs_learns_a_reward_and_checkpoints(tmp_path):
@@ -33,6 +34,10 @@ def test_full_run_logs_learns_a_reward_and_checkpoints(tmp_path):
         assert tag in s, tag
     assert [v for _, v in s["feedback/total_labels"]][:3] == [5, 10, 15]
     assert all(0 <= v <= 1 for _, v in s["reward_model/val_accuracy"])
+    manifest = read_manifest(run_dir)
+    assert (manifest["algorithm"], manifest["status"], manifest["step"], manifest["seed"]) == ("sac_rlhf", "finished",
+                                                                                             900, 1)  # fmt: skip
+    assert {"args", "checkpoint_final", "checkpoint_resume", "preferences"} <= set(manifest["paths"])
     losses = {tag for tag in s if tag.startswith("losses/")}
     assert losses == {"losses/qf1_loss", "losses/qf2_loss", "losses/actor_loss", "losses/alpha_loss"}  # only losses
     assert "charts/qf1_values" in s

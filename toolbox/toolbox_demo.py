@@ -70,6 +70,7 @@ def make_run(
     from torch.utils.tensorboard import SummaryWriter
 
     from rlhf.checkpoint import save_state
+    from rlhf.manifest import write_manifest
     from rlhf.video import encode_video
 
     rng = np.random.default_rng(seed)
@@ -131,6 +132,9 @@ def make_run(
             run / "checkpoints" / "final",
             {"algorithm": algorithm, "env_id": env_id, "step": total, "agent": {}, "args": args},
         )
+    # what every script writes (rlhf.run.Run): the toolbox reads the algorithm and status from it
+    write_manifest(run, algorithm=algorithm, env_id=env_id, seed=seed, exp_name=exp_name, status="finished",
+                   step=total, total_timesteps=total)  # fmt: skip
     return run
 
 

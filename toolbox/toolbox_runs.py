@@ -1,8 +1,9 @@
 """Reading run directories for the toolbox: discovery, TensorBoard scalars, videos and queried clips.
 
-Nothing here imports the framework: a run directory is read through its files only (the layout is documented in
-toolbox/README.md). Every path that comes from a request goes through :func:`run_path` / :func:`run_file`, which
-only ever return paths inside the runs directory.
+A run directory is read through its files only (the layout is documented in toolbox/README.md), with the
+framework's own readers of its two contracts: ``run.json`` (rlhf.manifest) and the TensorBoard scalars
+(rlhf.runs). Every path that comes from a request goes through :func:`run_path` / :func:`run_file`, which only ever
+return paths inside the runs directory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from rlhf import runs as run_reader
+from rlhf.manifest import ManifestError, effective_status, read_manifest
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
 EVAL_VIDEO = re.compile(r"step_(\d+)\.mp4")
@@ -68,61 +72,26 @@ def run_file(root: Path, run_id: str, relative: str) -> Path:
 
 
 class ScalarCache:
-    """Scalars of each run's event files, re-read only when a file changed (size or mtime); thread-safe."""
+    """The runs' scalars as the page's JSON wants them: tag -> [(step, value)] sorted by step, finite values only
+    (JSON has no NaN). Read by the framework's one run reader (:class:`rlhf.runs.ScalarCache`: re-read only when an
+    event file changed, a resumed run's re-logged steps keep the value written last, a truncated record ends a
+    file quietly); thread-safe."""
 
     def __init__(self) -> None:
+        self._reader = run_reader.ScalarCache()
         self._lock = threading.Lock()
-        self._cache: dict[Path, tuple[tuple, dict[str, list[tuple[int, float]]]]] = {}
+        self._shaped: dict[Path, tuple[object, dict[str, list[tuple[int, float]]]]] = {}
 
     def scalars(self, run: Path) -> dict[str, list[tuple[int, float]]]:
-        """tag -> [(step, value)] sorted by step. A step logged twice (a resumed run re-logs the steps after its
-        checkpoint) keeps the value written last."""
-        files = sorted(run.glob("events.out.tfevents.*"))
-        key = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        raw = self._reader.scalars(run)
         with self._lock:
-            hit = self._cache.get(run)
-            if hit and hit[0] == key:
+            hit = self._shaped.get(run)
+            if hit and hit[0] is raw:
                 return hit[1]
-        by_tag: dict[str, dict[int, float]] = {}
-        for f in sorted(files, key=lambda f: (_event_file_time(f), f.name)):
-            for tag, step, value in _read_event_file(f):
-                by_tag.setdefault(tag, {})[step] = value
-        result = {tag: sorted(values.items()) for tag, values in by_tag.items()}
+        shaped = {tag: [(s.step, s.value) for s in series if math.isfinite(s.value)] for tag, series in raw.items()}
         with self._lock:
-            self._cache[run] = (key, result)
-        return result
-
-
-def _event_file_time(path: Path) -> float:
-    try:
-        return float(path.name.split(".")[3])
-    except (IndexError, ValueError):
-        return path.stat().st_mtime
-
-
-def _read_event_file(path: Path):
-    """(tag, step, value) of every scalar in one event file; a truncated last record (a run still writing or
-    killed) ends the file quietly."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    from tensorboard.util import tensor_util
-
-    try:
-        for event in EventFileLoader(str(path)).Load():
-            for v in event.summary.value:
-                kind = v.WhichOneof("value")
-                if kind == "simple_value":
-                    value = float(v.simple_value)
-                elif kind == "tensor" and v.metadata.plugin_data.plugin_name in ("scalars", ""):
-                    array = tensor_util.make_ndarray(v.tensor)
-                    if array.size != 1 or array.dtype.kind not in "fiu":
-                        continue
-                    value = float(array.reshape(()))
-                else:
-                    continue
-                if math.isfinite(value):
-                    yield v.tag, int(event.step), value
-    except Exception:  # a damaged record: keep what was read
-        return
+            self._shaped[run] = (raw, shaped)
+        return shaped
 
 
 def last(series: list[tuple[int, float]] | None) -> float | None:
@@ -155,24 +124,13 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def checkpoint_header(run: Path) -> dict[str, Any]:
-    """ "algorithm", "env_id" and "step" from ``checkpoints/final.json`` (its JSON tree; no tensors are read)."""
-    meta = _read_json(run / "checkpoints" / "final.json")
-    tree = meta.get("tree") if isinstance(meta, dict) else None
-    items = tree.get("__dict__") if isinstance(tree, dict) else None
-    header: dict[str, Any] = {}
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, list) and len(item) == 2 and item[0] in ("algorithm", "env_id", "step"):
-            header[item[0]] = item[1]
-    return header
-
-
-def guess_algorithm(args: dict[str, Any]) -> str | None:
-    """From the flags when no checkpoint says it: PPO flags and feedback flags tell the four scripts apart."""
-    if not args:
-        return None
-    ppo, feedback = "num_steps" in args, "teacher_feedback_mode" in args
-    return {(True, True): "pref_ppo", (True, False): "ppo", (False, True): "sac_rlhf"}.get((ppo, feedback), "sac")
+def manifest(run: Path) -> dict[str, Any]:
+    """The run's ``run.json`` (rlhf.manifest: algorithm, env, seed, status, step), or {} for a run without a
+    readable one (written before run.json existed, or damaged): one bad file must not fail the listing."""
+    try:
+        return read_manifest(run) or {}
+    except ManifestError:
+        return {}
 
 
 def eval_videos(run: Path) -> list[tuple[int, str]]:
@@ -187,7 +145,9 @@ def eval_videos(run: Path) -> list[tuple[int, str]]:
 
 
 def is_run(path: Path) -> bool:
-    return path.is_dir() and ((path / "args.json").is_file() or any(path.glob("events.out.tfevents.*")))
+    return path.is_dir() and (
+        (path / "run.json").is_file() or (path / "args.json").is_file() or any(path.glob("events.out.tfevents.*"))
+    )
 
 
 def summarize(root: Path, run_id: str, cache: ScalarCache) -> dict[str, Any]:
@@ -196,7 +156,7 @@ def summarize(root: Path, run_id: str, cache: ScalarCache) -> dict[str, Any]:
     args = args if isinstance(args, dict) else {}
     parts = run_id.split("__")
     named = len(parts) == 4
-    header = checkpoint_header(run)
+    header = manifest(run)
     scalars = cache.scalars(run)
     last_step = max((s[-1][0] for s in scalars.values() if s), default=None)
     unix = int(parts[3]) if named and parts[3].isdigit() else int(run.stat().st_mtime)
@@ -208,13 +168,14 @@ def summarize(root: Path, run_id: str, cache: ScalarCache) -> dict[str, Any]:
         "seed": args.get("seed", int(parts[2]) if named and parts[2].isdigit() else None),
         "time": unix,
         "date": datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "algorithm": header.get("algorithm") or guess_algorithm(args),
-        "steps": header.get("step") if isinstance(header.get("step"), int) else last_step,
+        "algorithm": header.get("algorithm"),
+        "status": effective_status(header) if header else None,
+        "steps": header.get("step", last_step),
         "total_timesteps": args.get("total_timesteps"),
         "labels": None if last(scalars.get(LABELS_TAG)) is None else int(last(scalars[LABELS_TAG])),
         "last_eval_return": last(scalars.get(EVAL_TAG)),
         "last_train_return": last(scalars.get(RETURN_TAG)),
-        "has_checkpoint": bool(header),
+        "has_checkpoint": (run / "checkpoints" / "final.json").is_file(),
         "eval_videos": len(eval_videos(run)),
         "has_queries": (run / "videos" / "queries" / "index.jsonl").is_file() or (run / SERVER_DB).is_file(),
         "evaluation_mean_return": evaluation.get("mean") if isinstance(evaluation, dict) else None,

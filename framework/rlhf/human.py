@@ -43,6 +43,10 @@ log = logging.getLogger("cleanrlhf")
 # Render times vary with the machine's load; plan with a quarter more than measured, so that a slower pair than
 # the recent ones does not make the labeller wait.
 RENDER_TIME_MARGIN = 1.25
+# A doubled query waits for a second labeller. With one person labelling there is none, and the session would wait
+# forever: once a session has waited this long for nothing but second answers while only one labeller has answered
+# in the run, the first answer stands (logged).
+ALONE_SECONDS = 60.0
 
 
 def ready_to_show(rendered: int, total: int, pair_seconds: float, answer_seconds: float) -> bool:
@@ -84,6 +88,7 @@ class HumanTeacher:
         double_fraction: float = 0.0,
         exclude: tuple[str, ...] = (),
         rng: np.random.Generator | None = None,
+        alone_seconds: float = ALONE_SECONDS,
     ):
         """``completed_sessions``: sessions whose labels the trainer already holds (restored from a checkpoint);
         ``next_session``: the first session the restored loop has not asked yet (the checkpoint's); the stored
@@ -92,7 +97,8 @@ class HumanTeacher:
         ``renderer_factory(env_id, width, height)``: makes the clip renderer (a test passes one of known speed).
         ``repeat_fraction``/``double_fraction``: of each session's queries, how many more re-ask a labelled pair /
         how many are asked of two labellers; ``exclude``: labellers whose answers this run ignores; ``rng`` picks
-        both (seeded by the run)."""
+        both (seeded by the run); ``alone_seconds``: how long doubled queries wait for a second labeller when only
+        one labeller answers (then the first answer stands)."""
         self.client = client
         self.env_id, self.clip_size, self.page_url = env_id, clip_size, page_url
         self.pending_dir = Path(pending_dir)
@@ -106,6 +112,9 @@ class HumanTeacher:
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.exclude_flag = frozenset(exclude)
         self.doubled: dict[int, np.ndarray] = {}  # session -> (n,) bool: asked of two labellers
+        self.alone_seconds = alone_seconds
+        self._alone_since: float | None = None  # when the wait for a second labeller who does not exist began
+        self._single: set[str] = set()  # doubled queries whose one answer stands (no second labeller came)
         # Sessions the loop learned from -> the exclusions their labels reflect (a resumed run's checkpoint is
         # taken as learned without any: revisions() recomputes those that an excluded labeller answered).
         self.learnt: dict[int, frozenset[str]] = dict.fromkeys(completed_sessions, frozenset())
@@ -188,7 +197,41 @@ class HumanTeacher:
 
     def _wanted(self, session: int, i: int) -> int:
         doubled = self.doubled.get(session)
-        return 2 if doubled is not None and i < len(doubled) and doubled[i] else 1
+        if doubled is None or i >= len(doubled) or not doubled[i]:
+            return 1
+        return 1 if query_id(session, i) in self._single else 2
+
+    def _waiting_for_a_second_labeller(self) -> list[str]:
+        """The doubled queries the outstanding sessions wait for, when a second answer on them is all they wait for
+        and fewer than two labellers (not excluded by the server) answered in this run; else []."""
+        if len({w for given in self.answers.answers.values() for w in given} - self._server_excluded) >= 2:
+            return []
+        stuck = []
+        for session in sorted(self.outstanding):
+            for i in range(len(self.outstanding[session][0])):
+                if self._query_answered(session, i):
+                    continue
+                if self._wanted(session, i) < 2 or not self.answers.answered(query_id(session, i), 1,
+                                                                               self._server_excluded):  # fmt: skip
+                    return []  # the session waits for a first answer too: someone is (or will be) labelling
+                stuck.append(query_id(session, i))
+        return stuck
+
+    def _let_single_answers_stand(self) -> None:
+        stuck = self._waiting_for_a_second_labeller()
+        now = time.monotonic()
+        if not stuck:
+            self._alone_since = None
+        elif self._alone_since is None:
+            self._alone_since = now
+        elif now - self._alone_since >= self.alone_seconds:
+            log.warning(
+                "%d doubled queries (%s) waited %.0f s for a second labeller, but only one labeller answers in this "
+                "run: their one answer stands (--feedback-double-fraction needs two people)",
+                len(stuck), ", ".join(stuck), now - self._alone_since,
+            )  # fmt: skip
+            self._single |= set(stuck)
+            self._alone_since = None
 
     def _query_answered(self, session: int, i: int) -> bool:
         # Only the server's exclusions make a query unanswered again (the server then asks someone else); an answer
@@ -262,7 +305,10 @@ class HumanTeacher:
         while True:
             self._raise_worker_error()
             poll = min(25.0, max(0.0, deadline - time.monotonic())) if wait else 0.0
+            if self._alone_since is not None:  # wake up in time to let single answers stand
+                poll = min(poll, max(0.05, self._alone_since + self.alone_seconds - time.monotonic()))
             self.answers.apply(self.client.events(after=self.answers.last_seq, wait=poll))
+            self._let_single_answers_stand()
             done = [s for s in sorted(self.outstanding) if self._answered(s)]
             if done:  # an exclusion on the server may have made some of them unanswered again
                 self.refresh_exclusions()

@@ -19,7 +19,8 @@ In order, as a script uses it::
 
 Checkpoints: a resumable bundle (``checkpoints/resume``) at the first ``boundary`` after every
 ``--checkpoint-frequency`` steps, at the end and on an interrupt; the light ``checkpoints/final`` at the end and on
-an interrupt. Both come from the :class:`rlhf.registry.CheckpointRegistry`.
+an interrupt. Both come from the :class:`rlhf.registry.CheckpointRegistry`. ``run.json`` (:mod:`rlhf.manifest`)
+says what the run is and how it stands: written when it opens, at every checkpoint and when it ends.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from rlhf.cli import resumed_args
 from rlhf.config import ConfigError
 from rlhf.envs import configure_headless_rendering, make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
+from rlhf.manifest import write_manifest
 from rlhf.registry import CheckpointRegistry, Stateful
 from rlhf.tracking import (
     LOG_FILE,
@@ -87,7 +89,8 @@ class Run:
             except ValueError as e:
                 raise ConfigError(str(e)) from e
         self.args = args
-        self.registry = CheckpointRegistry(algorithm or self.script, args.env_id)
+        self.algorithm = algorithm or self.script
+        self.registry = CheckpointRegistry(self.algorithm, args.env_id)
         self.run_dir: Path | None = None
         self._made_dir = False
         self._closers: list[Callable[[], Any]] = []
@@ -199,6 +202,10 @@ class Run:
         self.window = EpisodeWindow(start_step)
         self.bar = ProgressBar(total_steps, initial=start_step, disable=not args.progress_bar)
         self.close_at_end(self.bar)
+        resumes = (run_dir / "resumes.jsonl").read_text().count("\n") if self.resumed else 0
+        write_manifest(run_dir, algorithm=self.algorithm, env_id=args.env_id, seed=args.seed,
+                       exp_name=args.exp_name or self.script, status="running", step=start_step,
+                       total_timesteps=total_steps, resumes=resumes)  # fmt: skip
         log.info("run directory %s", run_dir)
         return start_step
 
@@ -252,6 +259,7 @@ class Run:
             self.registry.save_resume(checkpoints / "resume", self.step)
             if final:
                 self.registry.save_final(checkpoints / "final", self.step, recorded_args(self.args))
+            write_manifest(self.directory(), status="running", step=self.step)
         if final:
             log.info("checkpoint saved to %s", checkpoints)
 
@@ -261,6 +269,7 @@ class Run:
 
     def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         completed, interrupted = exc_type is None, exc_type is KeyboardInterrupt
+        status = "crashed"  # unless the end below goes through
         try:
             self.bar.close()
             if interrupted:
@@ -274,7 +283,10 @@ class Run:
             extra = {k: v for fn in self._final_scalars for k, v in fn(completed).items()}
             self.tracker.scalars(extra, self.step)
             self.result.update({**extra, "step": float(self.step), "run_dir": str(self.run_dir)})
+            status = "finished" if completed else "interrupted" if interrupted else "crashed"
         finally:
+            with contextlib.suppress(OSError):  # a full disk must not hide the exception that ended the run
+                write_manifest(self.directory(), status=status, step=self.step)
             for close in reversed(self._closers):
                 close()
         return False  # an interrupt or a crash goes on to the CLI (exit 130 or 1)

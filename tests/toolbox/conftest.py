@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -102,6 +105,11 @@ def runs_root(tmp_path_factory) -> Path:
     broken = root / "Walker2d-v5__ppo__3__1760002000"
     broken.mkdir()
     (broken / "args.json").write_text(json.dumps({"env_id": "Walker2d-v5", "num_steps": 2048, "seed": 3}))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # the process that wrote it was killed: its pid is free
+    gone.wait()
+    manifest = {"format_version": 1, "algorithm": "ppo", "env_id": "Walker2d-v5", "seed": 3, "status": "running",
+                "step": 4096, "pid": gone.pid, "host": socket.gethostname()}  # fmt: skip
+    (broken / "run.json").write_text(json.dumps(manifest))
     events = next(oracle.glob("events.out.tfevents.*")).read_bytes()
     (broken / "events.out.tfevents.1760002000.host.1.0").write_bytes(events[: len(events) // 2])
     (root / "notes").mkdir()

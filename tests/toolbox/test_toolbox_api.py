@@ -52,10 +52,12 @@ def test_runs_are_listed_with_their_summary(client, runs_root):
     )
     assert p["labels"] == 6 and p["date"] == "2025-10-09 08:53 UTC" and p["eval_videos"] == 3
     assert p["last_eval_return"] > 1000 and p["has_queries"] and p["evaluation_mean_return"] == 10.0
+    assert p["status"] == "finished"
     o = runs[ORACLE]
     assert o["algorithm"] == "sac" and o["labels"] is None and not o["has_queries"] and o["eval_videos"] == 2
-    b = runs[BROKEN]  # no checkpoint: algorithm from its flags; the readable part of a truncated events file
-    assert b["algorithm"] == "ppo" and not b["has_checkpoint"] and b["last_train_return"] is not None
+    b = runs[BROKEN]  # killed mid-run: run.json says running, its process is gone; a truncated events file
+    assert b["algorithm"] == "ppo" and b["status"] == "stopped" and b["steps"] == 4096
+    assert not b["has_checkpoint"] and b["last_train_return"] is not None
 
 
 def test_run_detail(client):

@@ -50,7 +50,9 @@ def test_lists_runs_compares_two_and_plays_their_videos(server, page, tmp_path):
     assert PEBBLE in rows and PEBBLE2 in rows and "Hopper-v5__sac__1__1760001000" in rows
     assert page.is_hidden("#compare")
     row = page.locator(f"#runs tbody tr[data-run='{PEBBLE}']")
-    assert "sac_rlhf" in row.inner_text() and "6" in row.inner_text()
+    assert "sac_rlhf" in row.inner_text() and "6" in row.inner_text() and "finished" in row.inner_text()
+    broken = page.locator("#runs tbody tr[data-run='Walker2d-v5__ppo__3__1760002000'] td.status")
+    assert broken.inner_text() == "stopped"  # run.json says running; its process is gone
 
     page.click(f"#runs tbody tr[data-run='{PEBBLE}']")
     page.check(f"#runs tbody tr[data-run='{PEBBLE2}'] input[type=checkbox]")

@@ -1,4 +1,4 @@
-"""toolbox_runs on hand-made inputs: a resumed run's event files, labels joined to steps, algorithm guesses."""
+"""toolbox_runs on hand-made inputs: a resumed run's event files, labels joined to steps, run manifests."""
 
 from __future__ import annotations
 
@@ -42,11 +42,15 @@ def test_curve_joins_each_step_to_the_labels_given_so_far():
     assert curve(scalars, "eval/mean_return") == []
 
 
-def test_algorithm_from_the_flags_when_there_is_no_checkpoint():
-    from toolbox_runs import guess_algorithm
+def test_what_a_run_is_comes_from_its_manifest_and_a_bad_one_is_skipped(tmp_path):
+    from toolbox_runs import manifest
 
-    assert guess_algorithm({"num_steps": 2048, "teacher_feedback_mode": "simulated"}) == "pref_ppo"
-    assert guess_algorithm({"num_steps": 2048}) == "ppo"
-    assert guess_algorithm({"teacher_feedback_mode": "human"}) == "sac_rlhf"
-    assert guess_algorithm({"buffer_size": 10}) == "sac"
-    assert guess_algorithm({}) is None
+    from rlhf.manifest import write_manifest
+
+    assert manifest(tmp_path) == {}  # a run from before run.json
+    write_manifest(tmp_path, algorithm="pref_ppo", env_id="Hopper-v5", seed=2, status="finished", step=10)
+    assert (manifest(tmp_path)["algorithm"], manifest(tmp_path)["step"]) == ("pref_ppo", 10)
+    for bad in ("{not json", '{"format_version": 1}', "[]", '{"format_version": 1, "algorithm": "sac", "env_id": '
+                '"Hopper-v5", "seed": 1, "status": "running", "step": "ten"}'):  # fmt: skip
+        (tmp_path / "run.json").write_text(bad)
+        assert manifest(tmp_path) == {}, bad

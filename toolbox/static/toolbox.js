@@ -103,6 +103,7 @@ function renderRuns() {
       el("td", { text: r.date }),
       el("td", { text: r.algorithm || "—" }),
       el("td", { class: "num", text: fmt(r.steps) }),
+      el("td", { class: `status ${r.status || ""}`, text: r.status || "—" }),
       el("td", { class: "num", text: r.labels === null ? "—" : String(r.labels) }),
       el("td", { class: "num", text: fmt(r.last_eval_return) }),
       el("td", { class: "differs", text: differsText(r, 4), title: differsText(r) }));
