@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from rlhf.server_ready import ServerNotReady, wait_for_ready_file
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,15 +42,19 @@ def main() -> int:
     if not 1 <= args.queries <= 100_000 or not 1 <= args.clip_kb <= 16_384:  # the server takes 64 MB per upload
         ap.error("--queries must be in [1, 100000] and --clip-kb in [1, 16384]")
     with tempfile.TemporaryDirectory() as data:
+        ready_file = Path(data) / "ready.json"
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "feedback_server.py"), "--port", "0", "--data-dir", data],
-            stdout=subprocess.PIPE,
-            text=True,
+            [sys.executable, str(HERE / "feedback_server.py"), "--port", "0", "--data-dir", data]
+            + ["--ready-file", str(ready_file)],
+            stdout=subprocess.DEVNULL,  # its "Open ..." line is for people; errors still reach stderr
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
         try:
-            assert proc.stdout is not None
-            url = next(m.group(1) for line in proc.stdout if (m := re.match(r"Open (http://\S+?)/", line)))
+            try:
+                url = wait_for_ready_file(ready_file, proc, timeout=60).local_url("127.0.0.1")
+            except ServerNotReady as e:
+                print(f"{ap.prog}: error: {e}", file=sys.stderr)
+                return 1
             s = requests.Session()
             s.post(f"{url}/api/runs", json={"run_id": "bench", "instruction": "x", "env_id": "Hopper-v5"})
             up, claim, answer, notify = [], [], [], []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import requests
+
+from rlhf.server_ready import ServerNotReady, wait_for_ready_file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -169,21 +170,19 @@ def main() -> int:
     token = "screenshot-token-0123456789"
     with tempfile.TemporaryDirectory() as data:
         env = dict(os.environ, FEEDBACK_SERVER_TOKEN=token, PYTHONUNBUFFERED="1")
+        ready_file = Path(data) / "ready.json"
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "feedback_server.py"), "--port", "0", "--data-dir", data],
-            stdout=subprocess.PIPE,
-            text=True,
+            [sys.executable, str(HERE / "feedback_server.py"), "--port", "0", "--data-dir", data]
+            + ["--ready-file", str(ready_file)],
+            stdout=subprocess.DEVNULL,  # its "Open ..." line is for people; errors still reach stderr
             env=env,
         )
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                m = re.match(r"Open (http://\S+?)/\?token=", line)
-                if m:
-                    break
-            else:
-                raise RuntimeError("the server did not start")
-            url = m.group(1)
+            try:
+                url = wait_for_ready_file(ready_file, proc, timeout=60).local_url("127.0.0.1")
+            except ServerNotReady as e:
+                print(f"{ap.prog}: error: {e}", file=sys.stderr)
+                return 1
             populate(url, token, make_demo_clips())
             take_screenshot(f"{url}/?token={token}", args.out, args.chromium)
         finally:

@@ -15,7 +15,7 @@ lock, which makes "claim the next pending query" atomic (a query is never leased
 mutation ``notify_all``s so that long-polls (``events``, ``claim(wait=...)``) wake up without busy-waiting.
 
 Sessions: a trainer announces how many pairs a session will hold before it renders them, so that progress counts
-the pairs still being rendered (``rendering``) instead of reading "nothing pending" mid-session.
+the pairs still being rendered (``rendering``; store_sessions.py) instead of reading "nothing pending" mid-session.
 
 Query states: ``pending`` -> ``leased`` (to one labeller until ``lease_expires``) -> ``labelled`` | ``skipped``.
 A labeller holds one lease, or two when their page prefetches the next pair (``claim(..., hold=2)``).
@@ -23,12 +23,9 @@ An expired lease counts as pending and may be claimed by anyone; the old holder 
 one else has claimed it. Undo retracts the labeller's last answer (a ``retract`` event) and leases that query
 back to them.
 
-Labeller quality (issue 12, item 4; the statistics are labeller_stats.py): a query may want answers from two
-different labellers (``wanted``): it goes back to pending after the first answer, for anyone but who answered it,
-and is done once ``wanted`` labellers who are not excluded answered it. A *repeat* re-asks an answered query (its
-clips swapped left for right) of the labellers who labelled the original, and only of them, to measure their
-self-consistency. An excluded labeller can claim nothing more, and their answers count towards no query: queries
-only they answered are pending again for the others.
+Labeller quality (issue 12, item 4): doubled queries, repeats and exclusions follow store_labellers.py, and the
+statistics are labeller_stats.py. The tables are store_schema.py; the dicts and errors handed out, store_rows.py;
+session announcements, store_sessions.py.
 """
 
 from __future__ import annotations
@@ -39,156 +36,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import store_labellers as labellers
+import store_sessions as sessions
 from clip_files import CLIP_MIMES, clip_path, parse_clip_name, remove_temporaries, write_clip
 from labeller_stats import labeller_stats
+from store_labellers import CLAIMABLE
+from store_rows import Conflict, Forbidden, NotFound, StoreError, event_dict, iso, query_dict, run_dict
+from store_schema import open_database
 
 try:
     import fcntl
 except ImportError:  # not POSIX: no data-dir lock
     fcntl = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 2
-# Columns added after version 1, added to an older database when it is opened (ALTER TABLE keeps its rows).
-_ADDED_COLUMNS = (
-    ("queries", "wanted", "INTEGER NOT NULL DEFAULT 1"),  # how many different labellers answer it
-    ("queries", "repeat_of", "TEXT"),  # the query (same run) this one re-asks, sides swapped
-    ("queries", "leased_at", "REAL"),  # when the current holder got the pair (renewals keep it)
-    ("labels", "seconds", "REAL"),  # from being handed the pair to answering it
-    ("labellers", "excluded", "INTEGER NOT NULL DEFAULT 0"),
-)
-
 # Label encoding is fixed project-wide: P(B > A). "skip" is not a label.
 CHOICES: dict[str, float | None] = {"A": 0.0, "B": 1.0, "equal": 0.5, "skip": None}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    instruction TEXT NOT NULL,
-    env_id TEXT NOT NULL,
-    meta TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS clips (
-    clip_id TEXT PRIMARY KEY,          -- sha256 of the bytes; the file is clips/<clip_id>.<ext>
-    mime TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS labellers (
-    name TEXT PRIMARY KEY,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS queries (
-    pk INTEGER PRIMARY KEY AUTOINCREMENT,   -- upload order: queries are served first in, first out
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    query_id TEXT NOT NULL,
-    session INTEGER NOT NULL,
-    clip_a TEXT NOT NULL REFERENCES clips(clip_id),
-    clip_b TEXT NOT NULL REFERENCES clips(clip_id),
-    meta TEXT NOT NULL DEFAULT '{}',
-    state TEXT NOT NULL CHECK (state IN ('pending', 'leased', 'labelled', 'skipped')),
-    lease_holder TEXT REFERENCES labellers(name),
-    lease_expires REAL,
-    created_at REAL NOT NULL,
-    UNIQUE (run_id, query_id)
-);
-CREATE INDEX IF NOT EXISTS queries_state ON queries (state, pk);
-CREATE TABLE IF NOT EXISTS labels (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    query_id TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('label', 'skip')),
-    label REAL CHECK (label IN (0.0, 0.5, 1.0)),
-    labeller TEXT NOT NULL REFERENCES labellers(name),
-    created_at REAL NOT NULL,
-    retracted_at REAL,
-    FOREIGN KEY (run_id, query_id) REFERENCES queries(run_id, query_id)
-);
-CREATE INDEX IF NOT EXISTS labels_labeller ON labels (labeller, id);
--- a query's answers: who may claim it (a doubled query's second labeller, a repeat's), whether it is done
-CREATE INDEX IF NOT EXISTS labels_query ON labels (run_id, query_id);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- global and increasing; a run's events are a subsequence
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    type TEXT NOT NULL CHECK (type IN ('label', 'skip', 'retract')),
-    query_id TEXT NOT NULL,
-    label REAL,
-    labeller TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
-CREATE TABLE IF NOT EXISTS sessions (   -- announced by the trainer before it renders them (issue 12, item 6)
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    session INTEGER NOT NULL,
-    queries INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (run_id, session)
-);
-"""
-
-
-class StoreError(Exception):
-    """Base of the errors the HTTP layer turns into 4xx JSON; ``code`` is a short machine-readable name."""
-
-    status = 400
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class NotFound(StoreError):
-    status = 404
-
-
-class Conflict(StoreError):
-    status = 409
-
-
-class Forbidden(StoreError):
-    status = 403
-
-
-# A query the labeller ``:who`` may be handed: pending (or its lease ran out), not answered by them already (the
-# second answer of a doubled query comes from someone else), and, for a repeat, one whose original they labelled.
-_CLAIMABLE = (
-    "(q.state = 'pending' OR (q.state = 'leased' AND q.lease_expires <= :now))"
-    " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.run_id = q.run_id AND l.query_id = q.query_id"
-    " AND l.labeller = :who AND l.retracted_at IS NULL)"
-    " AND (q.repeat_of IS NULL OR EXISTS (SELECT 1 FROM labels o WHERE o.run_id = q.run_id"
-    " AND o.query_id = q.repeat_of AND o.labeller = :who AND o.kind = 'label' AND o.retracted_at IS NULL))"
-)
-
-
-def iso(ts: float) -> str | None:
-    """Epoch seconds -> ISO 8601 UTC with milliseconds, e.g. ``2025-01-31T12:00:00.123Z``; None for a value that is
-    no time (a damaged row must not break a listing)."""
-    try:
-        return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
-
-
-def _text(raw: bytes) -> str:
-    """SQLite text -> str. Bytes that are not UTF-8 (an edited database) become U+FFFD instead of an error that
-    would fail every listing holding the row."""
-    return raw.decode("utf-8", "replace")
-
-
-def _meta(text: object) -> dict[str, Any]:
-    """A stored ``meta`` column -> the object; a damaged one reads as ``{}`` (the rest of the row stays usable)."""
-    try:
-        value = json.loads(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
+__all__ = ["CHOICES", "Conflict", "Forbidden", "NotFound", "Store", "StoreError", "iso"]
 
 
 class Store:
@@ -212,21 +78,7 @@ class Store:
         self._cond = threading.Condition(threading.Lock())
         self._closing = False
         # One connection shared by the server's threads; every use is under self._cond's lock.
-        self._db = sqlite3.connect(
-            self.data_dir / "feedback.sqlite3", isolation_level=None, check_same_thread=False, timeout=10
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.text_factory = _text
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise RuntimeError(f"SQLite refused WAL mode (got {mode!r}) for {self.data_dir}")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-        for table, column, decl in _ADDED_COLUMNS:
-            if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._db = open_database(self.data_dir / "feedback.sqlite3")
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -271,62 +123,18 @@ class Store:
         self._cond.wait(timeout=max(until - now, 0.0) + 0.001)
         return not self._closing
 
-    def _touch_labeller(self, db: sqlite3.Connection, name: str, now: float) -> None:
-        db.execute(
-            "INSERT INTO labellers (name, first_seen, last_seen) VALUES (?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
-            (name, now, now),
-        )
-
-    def _check_not_excluded(self, labeller: str) -> None:
-        row = self._db.execute("SELECT excluded FROM labellers WHERE name = ?", (labeller,)).fetchone()
-        if row is not None and row["excluded"]:
-            raise Forbidden("labeller_excluded", "your answers are no longer used here; ask the study's organiser")
-
-    def _settle(self, db: sqlite3.Connection, pk: int) -> None:
-        """Put an unleased query in the state its answers make: done (``labelled`` if one of them is a label, else
-        ``skipped``) once ``wanted`` labellers who are not excluded answered it, else ``pending``."""
-        row = db.execute(
-            "SELECT q.wanted, COUNT(l.id) AS n, SUM(l.kind = 'label') AS labels FROM queries q "
-            "LEFT JOIN labels l ON l.run_id = q.run_id AND l.query_id = q.query_id AND l.retracted_at IS NULL "
-            "AND l.labeller NOT IN (SELECT name FROM labellers WHERE excluded) WHERE q.pk = ?",
-            (pk,),
-        ).fetchone()
-        state = "pending" if row["n"] < row["wanted"] else ("labelled" if row["labels"] else "skipped")
-        db.execute("UPDATE queries SET state = ? WHERE pk = ? AND state NOT IN ('leased', ?)", (state, pk, state))
-
     # ------------------------------------------------------------------ labellers
     def set_excluded(self, labeller: str, excluded: bool) -> int:
         """Exclude ``labeller`` (or take them back): their answers count towards no query and go into no export;
         the queries they answered are settled again (pending for the others where nobody else answered).
         Returns how many queries changed state."""
         with self._cond, self._tx() as db:
-            now = self._clock()
-            self._touch_labeller(db, labeller, now)
-            db.execute("UPDATE labellers SET excluded = ? WHERE name = ?", (int(excluded), labeller))
-            if excluded:  # a lease they hold goes back to the others
-                db.execute(
-                    "UPDATE queries SET state = 'pending', lease_holder = NULL, lease_expires = NULL, leased_at = NULL "
-                    "WHERE state = 'leased' AND lease_holder = ?",
-                    (labeller,),
-                )
-            pks = [
-                r["pk"]
-                for r in db.execute(
-                    "SELECT DISTINCT q.pk, q.state FROM queries q JOIN labels l ON l.run_id = q.run_id AND "
-                    "l.query_id = q.query_id WHERE l.labeller = ? AND l.retracted_at IS NULL",
-                    (labeller,),
-                )
-            ]
-            before = db.total_changes
-            for pk in pks:
-                self._settle(db, pk)
-            return db.total_changes - before
+            return labellers.set_excluded(db, labeller, excluded, self._clock())
 
     def excluded_labellers(self) -> set[str]:
         """Names whose labels must not be used: not for training, not in an exported dataset."""
         with self._cond:
-            return {r["name"] for r in self._db.execute("SELECT name FROM labellers WHERE excluded")}
+            return labellers.excluded_names(self._db)
 
     def labeller_stats(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Per labeller (of one run, or all): answers, median answer time, agreement on doubled queries,
@@ -338,16 +146,6 @@ class Store:
         return [dict(st, first_seen=iso(st["first_seen"]), last_seen=iso(st["last_seen"])) for st in stats]
 
     # ------------------------------------------------------------------ runs
-    @staticmethod
-    def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
-        return {
-            "run_id": row["run_id"],
-            "instruction": row["instruction"],
-            "env_id": row["env_id"],
-            "meta": _meta(row["meta"]),
-            "created_at": iso(row["created_at"]),
-        }
-
     def register_run(
         self, run_id: str, instruction: str, env_id: str, meta: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], bool]:
@@ -355,25 +153,25 @@ class Store:
         with self._cond:
             row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is not None:
-                return self._run_dict(row), False
+                return run_dict(row), False
             with self._tx() as db:
                 db.execute(
                     "INSERT INTO runs VALUES (?, ?, ?, ?, ?)",
                     (run_id, instruction, env_id, json.dumps(meta or {}), self._clock()),
                 )
-            return self._run_dict(self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()), True
+            return run_dict(self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()), True
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         with self._cond:
             row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise NotFound("unknown_run", f"no run {run_id!r}")
-        return self._run_dict(row)
+        return run_dict(row)
 
     def list_runs(self) -> list[dict[str, Any]]:
         with self._cond:
             rows = self._db.execute("SELECT * FROM runs ORDER BY created_at, run_id").fetchall()
-            return [dict(self._run_dict(r), counts=self._counts(r["run_id"])) for r in rows]
+            return [dict(run_dict(r), counts=self._counts(r["run_id"])) for r in rows]
 
     # ------------------------------------------------------------------ clips
     def put_clip(self, data: bytes, mime: str) -> str:
@@ -403,28 +201,7 @@ class Store:
 
     # ------------------------------------------------------------------ queries
     def _query_dict(self, row: sqlite3.Row, now: float | None = None) -> dict[str, Any]:
-        now = self._clock() if now is None else now
-        state = row["state"]
-        if state == "leased" and row["lease_expires"] <= now:
-            state = "pending"  # an expired lease is pending again
-        clips = {}
-        for side in ("a", "b"):
-            mime = self._db.execute("SELECT mime FROM clips WHERE clip_id = ?", (row[f"clip_{side}"],)).fetchone()
-            clips[side] = f"{row[f'clip_{side}']}.{CLIP_MIMES[mime['mime']]}"
-        out = {
-            "run_id": row["run_id"],
-            "query_id": row["query_id"],
-            "session": row["session"],
-            "state": state,
-            "clip_a": clips["a"],
-            "clip_b": clips["b"],
-            "meta": _meta(row["meta"]),
-            "created_at": iso(row["created_at"]),
-        }
-        if state == "leased":
-            out["lease_holder"] = row["lease_holder"]
-            out["lease_expires"] = iso(row["lease_expires"])
-        return out
+        return query_dict(self._db, row, self._clock() if now is None else now)
 
     def add_query(
         self,
@@ -468,15 +245,11 @@ class Store:
         them). Idempotent; a repeat with another size replaces it."""
         self.get_run(run_id)
         with self._cond, self._tx() as db:
-            db.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(run_id, session) DO UPDATE SET queries = excluded.queries",
-                (run_id, session, queries, self._clock()),
-            )
+            sessions.announce(db, run_id, session, queries, self._clock())
 
     def add_repeat(self, run_id: str, query_id: str, session: int, repeat_of: str) -> tuple[dict[str, Any], bool]:
-        """Re-ask the labelled query ``repeat_of`` as ``query_id``, its clips swapped (so that the labeller does not
-        answer from where the better clip was), of the labellers who labelled it. Idempotent on ``query_id``.
+        """Re-ask the labelled query ``repeat_of`` as ``query_id``, its clips swapped, of the labellers who labelled
+        it (store_labellers.py). Idempotent on ``query_id``.
         Returns ``(query, created)``; Conflict ``not_labelled`` when nobody labelled the original yet."""
         self.get_run(run_id)
         with self._cond:
@@ -487,27 +260,9 @@ class Store:
                 if row["repeat_of"] != repeat_of:
                     raise Conflict("query_exists", f"query {query_id!r} exists and is no repeat of {repeat_of!r}")
                 return self._query_dict(row), False
-            orig = self._db.execute(
-                "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (run_id, repeat_of)
-            ).fetchone()
-            if orig is None:
-                raise NotFound("unknown_query", f"no query {repeat_of!r} in run {run_id!r}")
-            if orig["repeat_of"] is not None:
-                raise Conflict("repeat_of_repeat", f"query {repeat_of!r} is itself a repeat")
-            labelled = self._db.execute(
-                "SELECT 1 FROM labels WHERE run_id = ? AND query_id = ? AND kind = 'label' AND retracted_at IS NULL "
-                "AND labeller NOT IN (SELECT name FROM labellers WHERE excluded)",
-                (run_id, repeat_of),
-            ).fetchone()
-            if labelled is None:
-                raise Conflict("not_labelled", f"query {repeat_of!r} has no label to repeat yet")
+            orig = labellers.repeatable(self._db, run_id, repeat_of)
             with self._tx() as db:
-                db.execute(
-                    "INSERT INTO queries (run_id, query_id, session, clip_a, clip_b, meta, state, created_at, "
-                    "wanted, repeat_of) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, 1, ?)",
-                    (run_id, query_id, session, orig["clip_b"], orig["clip_a"], orig["meta"], self._clock(),
-                     repeat_of),
-                )  # fmt: skip
+                labellers.insert_repeat(db, orig, query_id, session, self._clock())
             row = self._db.execute(
                 "SELECT * FROM queries WHERE run_id = ? AND query_id = ?", (run_id, query_id)
             ).fetchone()
@@ -542,7 +297,7 @@ class Store:
             self.get_run(run_id)
         run_filter = "" if run_id is None else " AND run_id = :run"
         with self._cond:
-            self._check_not_excluded(labeller)
+            labellers.check_not_excluded(self._db, labeller)
             now = self._clock()
             params = {"who": labeller, "now": now, "run": run_id, "until": now + self.lease_seconds, "n": hold}
             held = self._db.execute(
@@ -552,7 +307,7 @@ class Store:
                 params,
             ).fetchall()
             fresh = self._db.execute(
-                f"SELECT pk FROM queries q WHERE {_CLAIMABLE} AND NOT (q.state = 'leased' AND q.lease_holder = :who)"
+                f"SELECT pk FROM queries q WHERE {CLAIMABLE} AND NOT (q.state = 'leased' AND q.lease_holder = :who)"
                 + run_filter
                 + " ORDER BY pk LIMIT :n",
                 params,
@@ -560,7 +315,7 @@ class Store:
             keep = sorted([r["pk"] for r in held] + [r["pk"] for r in fresh][: hold - len(held)])
             marks = ",".join("?" * len(keep)) or "NULL"
             with self._tx(notify=bool(keep)) as db:
-                self._touch_labeller(db, labeller, now)
+                labellers.touch(db, labeller, now)
                 released = db.execute(
                     "UPDATE queries SET state = 'pending', lease_holder = NULL, lease_expires = NULL "
                     f"WHERE state = 'leased' AND lease_holder = ? AND pk NOT IN ({marks})",
@@ -592,7 +347,7 @@ class Store:
             while True:
                 params = {"now": self._clock(), "run": run_id, "who": labeller}
                 claimable = (
-                    _CLAIMABLE
+                    CLAIMABLE
                     if labeller is not None
                     else "(q.state = 'pending' OR (q.state = 'leased' AND q.lease_expires <= :now))"
                 )
@@ -637,7 +392,7 @@ class Store:
             kind = "skip" if label is None else "label"
             seconds = None if row["leased_at"] is None else max(now - row["leased_at"], 0.0)
             with self._tx() as db:
-                self._touch_labeller(db, labeller, now)
+                labellers.touch(db, labeller, now)
                 db.execute(
                     "INSERT INTO labels (run_id, query_id, kind, label, labeller, created_at, seconds) "
                     "VALUES (?,?,?,?,?,?,?)",
@@ -648,12 +403,12 @@ class Store:
                     "WHERE pk = ?",
                     (row["pk"],),
                 )
-                self._settle(db, row["pk"])
+                labellers.settle(db, row["pk"])
                 seq = db.execute(
                     "INSERT INTO events (run_id, type, query_id, label, labeller, created_at) VALUES (?,?,?,?,?,?)",
                     (run_id, kind, query_id, label, labeller, now),
                 ).lastrowid
-            return self._event_dict(self._db.execute("SELECT * FROM events WHERE seq = ?", (seq,)).fetchone())
+            return event_dict(self._db.execute("SELECT * FROM events WHERE seq = ?", (seq,)).fetchone())
 
     def undo(self, labeller: str, run_id: str | None = None) -> dict[str, Any]:
         """Retract ``labeller``'s last answer (label or skip) and lease that query back to them.
@@ -703,7 +458,7 @@ class Store:
         with self._cond, self._tx() as db:
             unanswered = "SELECT query_id FROM queries WHERE run_id = :run AND state IN ('pending', 'leased')"
             db.execute(f"DELETE FROM labels WHERE run_id = :run AND query_id IN ({unanswered})", {"run": run_id})
-            db.execute("DELETE FROM sessions WHERE run_id = :run", {"run": run_id})  # nothing more will come
+            sessions.forget(db, run_id)
             return db.execute(
                 "DELETE FROM queries WHERE run_id = :run AND state IN ('pending', 'leased')", {"run": run_id}
             ).rowcount
@@ -720,13 +475,7 @@ class Store:
         counts = {"pending": 0, "leased": 0, "labelled": 0, "skipped": 0}
         counts.update({r["s"]: r["n"] for r in rows})
         counts["total"] = sum(counts.values())
-        # Announced pairs not uploaded yet (still being rendered); not part of ``total``, which counts queries.
-        where = "" if run_id is None else "WHERE s.run_id = ?"
-        counts["rendering"] = self._db.execute(
-            "SELECT COALESCE(SUM(MAX(s.queries - (SELECT COUNT(*) FROM queries q WHERE q.run_id = s.run_id "
-            f"AND q.session = s.session), 0)), 0) FROM sessions s {where}",
-            () if run_id is None else (run_id,),
-        ).fetchone()[0]
+        counts["rendering"] = sessions.rendering(self._db, run_id)  # not part of ``total``, which counts queries
         return counts
 
     def status(self, run_id: str) -> dict[str, Any]:
@@ -751,19 +500,6 @@ class Store:
                 mine = self._db.execute(q, args).fetchone()[0]
             return dict(counts, mine=mine)
 
-    @staticmethod
-    def _event_dict(row: sqlite3.Row) -> dict[str, Any]:
-        out = {
-            "seq": row["seq"],
-            "type": row["type"],
-            "query_id": row["query_id"],
-            "labeller": row["labeller"],
-            "created_at": iso(row["created_at"]),
-        }
-        if row["type"] == "label":
-            out["label"] = row["label"]
-        return out
-
     def events(self, run_id: str, after: int = 0, wait: float = 0.0, limit: int = 500) -> list[dict[str, Any]]:
         """The run's events with ``seq > after`` in order; if none, block up to ``wait`` seconds for one."""
         self.get_run(run_id)
@@ -774,4 +510,4 @@ class Store:
                     "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?", (run_id, after, limit)
                 ).fetchall()
                 if rows or not self._wait(deadline):
-                    return [self._event_dict(r) for r in rows]
+                    return [event_dict(r) for r in rows]

@@ -12,7 +12,6 @@ import atexit
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -22,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from rlhf.feedback_client import FeedbackClient, FeedbackConnectionError, FeedbackServerError
+from rlhf.server_ready import ServerExited, ServerNotReady, read_ready_file, wait_for_ready_file
 
 SERVER_SCRIPT = Path(__file__).resolve().parents[2] / "humanFeedback" / "feedback_server.py"
 TOKEN_ENV = "FEEDBACK_SERVER_TOKEN"
 # Written next to the server's data when we start it: the server survives a crashed trainer (its own session, so
 # labellers keep going), and a resumed run finds it here to adopt or stop it (issue 9, item 2).
 RECORD = "autostarted_server.json"
+READY_FILE = "server_ready.json"  # the server's ready signal (rlhf.server_ready); it removes the file on a clean stop
 
 log = logging.getLogger("cleanrlhf")
 
@@ -190,11 +191,12 @@ def start_feedback_server(
 ) -> FeedbackServerProcess:
     """Start ``humanFeedback/feedback_server.py`` as a subprocess and return once it answers HTTP.
 
-    ``port=0`` picks a free port (read back from the server's "Open http://..." line). The token travels in the
+    The server is found ready by the file it writes (``--ready-file <data_dir>/server_ready.json``, see
+    :mod:`rlhf.server_ready`), which also gives the port that ``port=0`` picked. The token travels in the
     environment, not on the command line. Output goes to ``log_path`` (default ``<data_dir>/server.log``).
     The process is stopped at interpreter exit if the caller did not stop it.
     Raises :class:`FeedbackServerStartError` (one line: the server's error, e.g. its port is in use) if the server
-    exits or does not answer within ``startup_timeout``; a data directory this call created is then removed.
+    exits or is not ready within ``startup_timeout``; a data directory this call created is then removed.
     """
     if not SERVER_SCRIPT.is_file():
         raise FileNotFoundError(f"feedback server not found at {SERVER_SCRIPT}")
@@ -206,7 +208,10 @@ def start_feedback_server(
         raise FeedbackServerStartError(f"cannot create the data directory {data}: {e.strerror or e}") from e
     log_file = Path(log_path) if log_path is not None else data / "server.log"
     offset = log_file.stat().st_size if log_file.exists() else 0
+    ready_file = data.absolute() / READY_FILE
+    _remove_stale_ready_file(ready_file)
     cmd = [python, str(SERVER_SCRIPT), "--host", host, "--port", str(port), "--data-dir", str(data)]
+    cmd += ["--ready-file", str(ready_file)]
     if lease_seconds is not None:
         cmd += ["--lease-seconds", str(lease_seconds)]
     if max_upload_mb is not None:
@@ -219,9 +224,7 @@ def start_feedback_server(
     with open(log_file, "ab") as out:
         # Own session: a Ctrl-C in the trainer's terminal reaches the trainer, which then stops us cleanly.
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": proc.pid, "url": None}))
-    tmp.replace(record)
+    _write_record(record, proc.pid, None)
 
     def fail(message: str) -> FeedbackServerStartError:
         if proc.poll() is None:
@@ -233,31 +236,37 @@ def start_feedback_server(
             _remove_record(record, proc.pid)
         return FeedbackServerStartError(message)
 
-    server: FeedbackServerProcess | None = None
-    deadline = time.monotonic() + startup_timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise fail(f"the feedback server exited with code {proc.returncode}: {_error_line(log_file, offset)}")
-        if server is None:
-            with open(log_file, "rb") as f:
-                f.seek(offset)
-                m = re.search(rb"Open (http://\S+?)/(?:\?token=\S*)?\s", f.read())
-            if m:
-                url = m.group(1).decode()
-                if host in ("0.0.0.0", "::"):  # the printed host is the machine's name; we are local
-                    url = re.sub(r"//.*:(\d+)$", r"//127.0.0.1:\1", url)
-                server = FeedbackServerProcess(proc, url, token, log_file, record=record)
-                tmp.write_text(json.dumps({"pid": proc.pid, "url": url}))
-                tmp.replace(record)
-        if server is not None:
-            try:
-                server.client("health", timeout=2.0, retries=0).health()
-                atexit.register(server.stop)
-                return server
-            except (FeedbackConnectionError, FeedbackServerError):
-                pass
-        time.sleep(0.05)  # bounded start-up wait only
-    raise fail(f"the feedback server did not answer within {startup_timeout:.0f} s (log: {log_file})")
+    try:
+        ready = wait_for_ready_file(ready_file, proc, timeout=startup_timeout)
+    except ServerExited as e:
+        raise fail(f"{e}: {_error_line(log_file, offset)}") from None
+    except ServerNotReady as e:
+        raise fail(f"{e} (log: {log_file})") from None
+    server = FeedbackServerProcess(proc, ready.local_url(host), token, log_file, record=record)
+    _write_record(record, proc.pid, server.url)
+    try:
+        # Ready means serving; one request still checks the address we derived from the file and our token.
+        server.client("health", timeout=5.0, retries=3).health()
+    except (FeedbackConnectionError, FeedbackServerError) as e:
+        raise fail(f"the feedback server is ready but does not answer at {server.url}: {e}") from None
+    atexit.register(server.stop)
+    return server
+
+
+def _remove_stale_ready_file(path: Path) -> None:
+    """A killed server (no clean stop) leaves its ready file: remove it, as its pid may be reused by the next one."""
+    try:
+        if not _alive(read_ready_file(path).pid):
+            path.unlink()
+    except (OSError, ValueError):
+        pass  # none, or not a ready file: the new server replaces it, and its pid tells them apart
+
+
+def _write_record(record: Path, pid: int, url: str | None) -> None:
+    """By rename: a resumed run that reads it while it is written sees the old or the new one, never half."""
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": pid, "url": url}))
+    tmp.replace(record)
 
 
 def _error_line(path: Path, offset: int) -> str:

@@ -4,16 +4,16 @@ when several conftest.py files live outside packages)."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from rlhf.server_ready import ServerNotReady, wait_for_ready_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,24 +61,26 @@ def moving_square(color: tuple[int, int, int], n: int = 30, size: int = 96, spee
 
 
 @contextmanager
-def serve(data_dir: Path, *flags: str, timeout: float = 30.0) -> Iterator[str]:
-    """The real command (waitress) on a free port with ``flags`` and the test token; yields its URL. Its output goes
-    to ``<data_dir>.log``."""
+def serve(data_dir: Path, *flags: str, timeout: float = 30.0, script: Path = SERVER) -> Iterator[str]:
+    """The real command (waitress) on a free port with ``flags`` and the test token; yields its URL, read from its
+    ready file (``<data_dir>.ready.json``). Its output goes to ``<data_dir>.log``; ``script`` replaces the server
+    (a wrapper around it, in the ready-file tests)."""
     log = data_dir.with_name(data_dir.name + ".log")
+    ready_file = data_dir.with_name(data_dir.name + ".ready.json")
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(SERVER), "--port", "0", "--data-dir", str(data_dir), *flags],
+            [sys.executable, str(script), "--port", "0", "--data-dir", str(data_dir), "--ready-file", str(ready_file)]
+            + list(flags),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "FEEDBACK_SERVER_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"},
         )
     try:
-        deadline = time.monotonic() + timeout
-        while not (m := re.search(r"^Open (http://\S+?)/", log.read_text(), re.M)):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start:\n" + log.read_text())
-            time.sleep(0.05)
-        yield m.group(1)
+        try:
+            ready = wait_for_ready_file(ready_file, proc, timeout)
+        except ServerNotReady as e:
+            raise RuntimeError(f"the server did not start ({e}):\n" + log.read_text()) from None
+        yield ready.local_url("127.0.0.1")
     finally:
         proc.terminate()
         proc.wait(15)

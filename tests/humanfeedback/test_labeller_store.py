@@ -86,11 +86,12 @@ def test_exclusion_reopens_what_only_they_answered_and_is_a_store_query(store):
 
 def test_a_version_1_store_gains_the_new_columns_and_keeps_its_rows(tmp_path, webm_clips):
     import store as store_module
+    import store_schema
 
     data = tmp_path / "old"
     (data / "clips").mkdir(parents=True)
     db = sqlite3.connect(data / "feedback.sqlite3")
-    db.executescript(store_module._SCHEMA)  # the tables as version 1 made them (the new columns are ALTERed in)
+    db.executescript(store_schema.SCHEMA)  # the tables as version 1 made them (the new columns are ALTERed in)
     db.execute("INSERT INTO runs VALUES ('r', 'x', 'Hopper-v5', '{}', 0)")
     db.execute("INSERT INTO labellers VALUES ('ann', 0, 0)")
     db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
@@ -105,4 +106,4 @@ def test_a_version_1_store_gains_the_new_columns_and_keeps_its_rows(tmp_path, we
     finally:
         s.close()
     version = sqlite3.connect(data / "feedback.sqlite3").execute("SELECT value FROM meta").fetchone()[0]
-    assert version == str(store_module.SCHEMA_VERSION) == "2"
+    assert version == str(store_schema.SCHEMA_VERSION) == "2"
