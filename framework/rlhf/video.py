@@ -65,19 +65,26 @@ def clip_fps(env) -> float:
 
 
 # Labelling clips are small (240 px) and rendered on the CPU by Mesa's llvmpipe, where the suites' visual settings
-# dominate the cost: Gymnasium's MuJoCo models ask for a 4096² shadow map and 4× multisampling. A 1024² shadow map
-# (still a soft, visible shadow at 240 px) and no multisampling cut a Hopper frame from about 34 to 10 ms
-# (benchmarks/clip_render.py); evaluation videos keep the suites' settings.
+# dominate the cost: Gymnasium's MuJoCo models ask for a 4096² shadow map and 4× multisampling, and their floors
+# reflect the scene (a second pass). Measured on a 240 px Hopper frame (2026-12-03, benchmarks/clip_render.py and
+# the per-pass timings in benchmarks/README.md): 1024² shadows and no multisampling 24 ms; no shadows 13.6 ms; no
+# shadows and no reflection 6.8 ms. Clips therefore drop all three: bodies, floor and motion read as before (the
+# floor's checks show height and contact), and a 64-step clip renders in well under a second. Evaluation videos keep
+# the suites' settings.
 CLIP_VISUALS = {"shadowsize": 1024, "offsamples": 0}
 
 
 def use_clip_visuals(env) -> None:
-    """Lighten the model's offscreen visual quality; call before the first render (the GL context reads it once)."""
+    """Lighten the model's offscreen visual quality; call before the first render (the GL context reads it once).
+    Shadows and reflections are the model's own fields (lights that cast shadows, reflecting materials), which
+    Gymnasium's renderer and DM Control's alike respect; the renderer's env is its own, so only clips change."""
     from rlhf.envs import mujoco_handles
 
     model, _ = mujoco_handles(env)
     for name, value in CLIP_VISUALS.items():
         setattr(model.vis.quality, name, min(getattr(model.vis.quality, name), value))
+    model.light_castshadow[:] = 0
+    model.mat_reflectance[:] = 0.0
 
 
 class SegmentRenderer:
