@@ -3,7 +3,9 @@
     python humanFeedback/export_preferences.py --data-dir D --run-id R --out labels.safetensors
 
 The store (``<data-dir>/feedback.sqlite3``, opened read-only, so a running server may keep serving) gives each
-query's current answer, who gave it and when (undone answers are left out, skips are not labels). The server keeps
+query's answers, who gave them and when; each query's label is what the trainer makes of them (the majority of its
+labellers' current answers, without undone answers, skips, or labellers excluded on the server or by
+``--exclude-labeller``). The server keeps
 clips, not the segments' numbers: those are the trainer's ``pending_queries/session_NNNN.npz`` files, one per
 session, which it writes before uploading the session (framework/rlhf/human.py). A server the trainer started
 itself (``--feedback-server-autostart``) keeps its data in ``<run>/feedback_server``, next to
@@ -21,6 +23,7 @@ import os
 import re
 import sqlite3
 import sys
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NoReturn
@@ -36,8 +39,22 @@ class ExportError(Exception):
     """Why the export cannot be made; one line."""
 
 
+def _majority(answers: dict[str, float | None]) -> float | None:
+    """The strict majority of the labels (None: skips, which abstain); None without one. The trainer's rule
+    (framework/rlhf/labeller_quality.py, ``combine``), written again here: the server never imports the trainer."""
+    labels = [v for v in answers.values() if v is not None]
+    if not labels:
+        return None
+    value, n = Counter(labels).most_common(1)[0]
+    return value if 2 * n > len(labels) else None
+
+
 def labelled_queries(data_dir: Path, run_id: str, exclude: set[str]) -> tuple[str, list[dict]]:
-    """(the run's env id, its labelled queries in answer order: query_id, session, label, labeller, time)."""
+    """(the run's env id, its labelled queries in the order their labels were settled: query_id, session, label,
+    labeller, time). A query's label is what the trainer makes of its answers: each labeller's latest answer not
+    undone, the labellers the server excludes and ``exclude`` left out, the strict majority of the rest (a doubled
+    query whose two labellers disagree has none). "labeller" names who gave it ("+"-joined when two agreed), "time"
+    is when the last of them answered. Repeats (a pair asked again to measure self-consistency) never train."""
     db_path = data_dir / "feedback.sqlite3"
     if not db_path.is_file():
         raise ExportError(f"{data_dir}: no labelling server store here (no feedback.sqlite3)")
@@ -48,20 +65,32 @@ def labelled_queries(data_dir: Path, run_id: str, exclude: set[str]) -> tuple[st
             if run is None:
                 known = [r[0] for r in db.execute("SELECT run_id FROM runs ORDER BY created_at")]
                 raise ExportError(f"{db_path}: no run {run_id!r} (runs: {', '.join(known) or 'none'})")
-            # A query's current answer is its newest answer not undone; only 'labelled' queries have a label.
+            excluded = {r[0] for r in db.execute("SELECT name FROM labellers WHERE excluded")}
             rows = db.execute(
-                "SELECT q.query_id, q.session, l.label, l.labeller, l.created_at FROM queries q "
-                "JOIN labels l ON l.id = (SELECT MAX(id) FROM labels WHERE run_id = q.run_id "
-                "AND query_id = q.query_id AND retracted_at IS NULL) "
-                "WHERE q.run_id = ? AND q.state = 'labelled' AND l.kind = 'label' ORDER BY l.created_at, l.id",
+                "SELECT q.query_id, q.session, l.kind, l.label, l.labeller, l.created_at FROM queries q "
+                "JOIN labels l ON l.run_id = q.run_id AND l.query_id = q.query_id AND l.retracted_at IS NULL "
+                "WHERE q.run_id = ? AND q.repeat_of IS NULL ORDER BY q.pk, l.id",
                 (run_id,),
             ).fetchall()
         finally:
             db.close()
     except sqlite3.DatabaseError as e:
         raise ExportError(f"{db_path}: not a readable labelling server store ({e})") from e
-    keys = ("query_id", "session", "label", "labeller", "time")
-    return run[0], [dict(zip(keys, row, strict=True)) for row in rows if row[3] not in exclude]
+    drop = excluded | exclude
+    answers: dict[str, dict[str, tuple[float | None, float]]] = {}  # query -> labeller -> (label, time)
+    sessions: dict[str, int] = {}
+    for query_id, session, kind, label, labeller, created_at in rows:
+        if labeller not in drop:  # later answers of one labeller replace earlier ones (ordered by id)
+            answers.setdefault(query_id, {})[labeller] = (float(label) if kind == "label" else None, created_at)
+            sessions[query_id] = session
+    out = []
+    for query_id, given in answers.items():
+        label = _majority({who: v for who, (v, _) in given.items()})
+        if label is not None:
+            agreed = sorted(who for who, (v, _) in given.items() if v == label)
+            out.append({"query_id": query_id, "session": sessions[query_id], "label": label,
+                        "labeller": "+".join(agreed), "time": max(t for _, t in given.values())})  # fmt: skip
+    return run[0], sorted(out, key=lambda q: q["time"])
 
 
 def _segments(path: Path) -> dict[str, np.ndarray]:
