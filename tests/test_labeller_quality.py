@@ -134,10 +134,13 @@ def test_human_teacher_doubles_repeats_and_revises_after_an_exclusion(tmp_path):
     try:
         teacher = HumanTeacher(FeedbackClient(server.url, "run-1"), "Hopper-v5", "hop", tmp_path / "pending", 32,
                                repeat_fraction=0.5, double_fraction=0.5, rng=np.random.default_rng(1))  # fmt: skip
+        t_asked = time.time()
         teacher.submit(seg_a, seg_b, session=0)
         for w in workers:
             w.start()
         (first,) = teacher.collect(wait=True, timeout=120)
+        # when each pair's last answer came (the run's preference dataset keeps it), from the server's event times
+        assert first.times is not None and np.all((first.times > t_asked - 1) & (first.times < time.time() + 1))
         doubled = teacher.doubled[0]
         assert doubled.sum() == 1
         by_query: dict = {}
@@ -302,3 +305,13 @@ def test_with_one_labeller_a_doubled_query_takes_its_one_answer_after_a_while(tm
         stop.set()
         worker.join(timeout=15)
         server.stop()
+
+
+def test_the_label_log_keeps_when_each_labeller_answered():
+    log = LabelLog()
+    log.apply([_ev(1, "label", "q0", "ann", 1.0), _ev(2, "label", "q0", "bob", 0.0)])
+    log.apply([FeedbackEvent(3, "skip", "q1", "ann", "2026-12-03T17:00:05.250Z")])
+    assert log.time("q1") == pytest.approx(1796317205.25)
+    assert np.isnan(log.time("q2")) and np.isnan(log.time("q1", excluded={"ann"}))
+    log.apply([FeedbackEvent(4, "retract", "q1", "ann", "2026-12-03T17:00:09Z")])
+    assert np.isnan(log.time("q1"))  # undone: no answer, no time

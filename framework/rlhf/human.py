@@ -366,8 +366,13 @@ class HumanTeacher:
     def _take(self, session: int) -> Answers:
         seg_a, seg_b = self.outstanding.pop(session)
         self.learnt[session] = self.excluded
+        return self._answers(session, seg_a, seg_b)
+
+    def _answers(self, session: int, seg_a: Segments, seg_b: Segments) -> Answers:
+        """The session's training labels now, with who gave each and when (the last of them answered)."""
         n = len(seg_a)
-        return Answers(seg_a, seg_b, self._labels(session, n), session, self._labellers(session, n))
+        times = np.array([self.answers.time(query_id(session, i), self.excluded) for i in range(n)], np.float64)
+        return Answers(seg_a, seg_b, self._labels(session, n), session, self._labellers(session, n), times)
 
     # -- labeller quality -----------------------------------------------------------------------------------------
     def refresh_exclusions(self, stats: list[dict] | None = None) -> None:
@@ -388,7 +393,7 @@ class HumanTeacher:
             seg_a, seg_b, _ = self._load(session)
             ids = [query_id(session, i) for i in range(len(seg_a))]
             if any(who in new for q in ids for who in self.answers.answers.get(q, {})):
-                out.append(Answers(seg_a, seg_b, self._labels(session, len(seg_a)), session))
+                out.append(self._answers(session, seg_a, seg_b))
         return out
 
     def quality_scalars(self) -> dict[str, float]:
