@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from rlhf.checkpoint import CheckpointError, load_state
-from rlhf.envs import configure_headless_rendering
 from rlhf.evaluate import summary
+from rlhf.rendering import configure_headless_rendering
 
 SAC_ALGORITHMS = ("sac_rlhf", "sac")
 PPO_ALGORITHMS = ("pref_ppo", "ppo")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import tyro
 
 from rlhf.env_check import check_env, status_table
-from rlhf.envs import configure_headless_rendering, known_env_ids
+from rlhf.envs import known_env_ids
+from rlhf.rendering import configure_headless_rendering
 
 
 @dataclass

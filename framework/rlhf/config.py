@@ -109,7 +109,7 @@ class GeneralArgs:
         _non_negative(self, "threads")
         if self.capture_video and self.render_mode == "human":
             raise ValueError("--capture-video and --render-mode human cannot be used together in one run")
-        from rlhf.envs import check_render_mode
+        from rlhf.rendering import check_render_mode
 
         check_render_mode(self.render_mode)
 

@@ -15,7 +15,44 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf.envs import env_rng_state, mujoco_handles, restore_env_rng_state
+from rlhf.envs import episode_model, mujoco_handles
+
+
+def _generator_state(gen):
+    # Gymnasium uses numpy Generators; shimmy's DM Control wrapper hands out a legacy RandomState.
+    return gen.bit_generator.state if hasattr(gen, "bit_generator") else gen.get_state()
+
+
+def _set_generator_state(gen, state) -> None:
+    if hasattr(gen, "bit_generator"):
+        gen.bit_generator.state = state
+    else:
+        gen.set_state(tuple(state))
+
+
+def env_rng_state(env) -> dict:
+    """The environment's random state (reset noise, random actions), for exact resume between episodes."""
+    state = {
+        "env": _generator_state(env.unwrapped.np_random),
+        "action_space": _generator_state(env.action_space.np_random),
+    }
+    task = getattr(getattr(env.unwrapped, "_env", None), "task", None)
+    if task is not None and hasattr(task, "random"):  # dm_control draws its initial states from the task's RNG
+        state["dm_control_task"] = task.random.get_state()
+    wrapper = episode_model(env)
+    if wrapper is not None and wrapper.reseed:  # the episode seeds of the next resets
+        state["episode_seeds"] = _generator_state(wrapper.rng)
+    return state
+
+
+def restore_env_rng_state(env, state: dict) -> None:
+    _set_generator_state(env.unwrapped.np_random, state["env"])
+    _set_generator_state(env.action_space.np_random, state["action_space"])
+    if "dm_control_task" in state:
+        env.unwrapped._env.task.random.set_state(tuple(state["dm_control_task"]))
+    wrapper = episode_model(env)
+    if "episode_seeds" in state and wrapper is not None:
+        _set_generator_state(wrapper.rng, state["episode_seeds"])
 
 
 class EpisodeBoundaryState:

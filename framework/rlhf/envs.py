@@ -10,12 +10,12 @@ were collected, in another process or on another thread).
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from rlhf.config import ConfigError
+from rlhf.rendering import check_offscreen_backend, configure_headless_rendering
 
 # An actuator without a control range is reported by dm_control (and shimmy) with bounds of ±1e10 (the lqr
 # domain's motors); a tanh policy scaled to them, or uniform random exploration in them, blows the simulation up
@@ -31,66 +31,6 @@ DEFAULT_EPISODE_STEPS = 1000
 # Episode seeds are stored in the float32 physics-state arrays of the buffers, so they must be exact in float32.
 _SEED_RANGE = 2**24
 _HEADER = 2  # render state = [episode seed, true state length, mjSTATE_PHYSICS (padded with zeros)]
-
-
-def configure_headless_rendering(render_mode: str = "") -> None:
-    """Choose an OpenGL backend before mujoco / dm_control are imported.
-
-    With no ``MUJOCO_GL`` set and no display, MuJoCo cannot render at all; EGL renders offscreen on CPU-only
-    machines through Mesa's llvmpipe. A ``DISPLAY`` is not used for offscreen rendering either, so one that points
-    at no X server (issue 9, item 11) does not matter. A user's own choice (osmesa, glfw under xvfb) is always
-    honoured, and the live viewer (``render_mode == "human"``) needs glfw, so EGL is not forced then.
-    """
-    if "MUJOCO_GL" in os.environ:
-        return
-    if render_mode == "human":
-        os.environ["MUJOCO_GL"] = "glfw"  # pinned so that later headless defaults cannot switch it to egl
-        return
-    os.environ["MUJOCO_GL"] = "egl"
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-
-
-@functools.lru_cache(maxsize=1)
-def _display_error() -> str | None:
-    """Why glfw cannot open a window here (None when it can).
-
-    glfw's init fails cleanly when the X server named by DISPLAY is unreachable, but MuJoCo's viewer goes on to
-    ask for the monitor's video mode and glfw aborts the process in C (``Assertion `monitor != NULL'``, exit
-    134, issue 9 item 11), so ask first."""
-    import sys
-    import warnings
-
-    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if sys.platform.startswith("linux") and not display:
-        return "no display is set (DISPLAY)"
-    try:
-        import glfw
-    except ImportError as e:  # pragma: no cover - glfw is a dependency of gymnasium[mujoco]
-        return f"glfw cannot be imported ({e})"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # glfw reports its error as a warning; the message below says it
-        ok = glfw.init()
-    if not ok:
-        return f"the display {display!r} cannot be opened (is an X server running there?)"
-    glfw.terminate()
-    return None
-
-
-def check_render_mode(render_mode: str) -> None:
-    """The live viewer needs a reachable display; fail before training rather than deep inside glfw."""
-    if render_mode == "human" and (why := _display_error()):
-        raise ConfigError(
-            f"--render-mode human needs a display and {why}; run under `xvfb-run -- ...` or leave the flag out"
-        )
-
-
-def _check_offscreen_backend() -> None:
-    """MUJOCO_GL=glfw renders offscreen through a hidden window, which needs a display too: say so clearly."""
-    if os.environ.get("MUJOCO_GL") == "glfw" and (why := _display_error()):
-        raise ConfigError(
-            f"MUJOCO_GL=glfw needs a display to render and {why}; unset MUJOCO_GL to render headless with EGL, "
-            "or run under `xvfb-run -- ...`"
-        )
 
 
 def _import_gym():
@@ -249,7 +189,7 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
     gym = _import_gym()
     validate_env_id(env_id)
     if render_mode is not None:
-        _check_offscreen_backend()
+        check_offscreen_backend()
     dm_control = env_id.startswith("dm_control/")
     kwargs: dict = {}
     if dm_control:
@@ -319,7 +259,7 @@ def _raw_state_size(env) -> int:
     return int(mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_PHYSICS))
 
 
-def _episode_model(env):
+def episode_model(env):
     """The EpisodeModel wrapper of an env made by make_env (None for any other env)."""
     cls = _wrappers()[0]
     while env is not None:
@@ -336,7 +276,7 @@ def get_physics_state(env) -> np.ndarray:
     import mujoco
 
     model, data = mujoco_handles(env)
-    wrapper = _episode_model(env)
+    wrapper = episode_model(env)
     n = _raw_state_size(env)
     size = wrapper.state_size if wrapper is not None else n
     if n > size:
@@ -357,7 +297,7 @@ def set_physics_state(env, state: np.ndarray) -> None:
 
     state = np.asarray(state, dtype=np.float64)
     episode_seed, n = int(state[0]), int(state[1])
-    wrapper = _episode_model(env)
+    wrapper = episode_model(env)
     if episode_seed >= 0 and wrapper is not None and wrapper.episode_seed != episode_seed:
         wrapper.reset_to_episode(episode_seed)
     model, data = mujoco_handles(env)
@@ -379,40 +319,3 @@ def env_info(env) -> EnvInfo:
         max_episode_steps=max_episode_steps(env),
         physics_state_dim=int(get_physics_state(env).shape[0]),
     )
-
-
-def _generator_state(gen):
-    # Gymnasium uses numpy Generators; shimmy's DM Control wrapper hands out a legacy RandomState.
-    return gen.bit_generator.state if hasattr(gen, "bit_generator") else gen.get_state()
-
-
-def _set_generator_state(gen, state) -> None:
-    if hasattr(gen, "bit_generator"):
-        gen.bit_generator.state = state
-    else:
-        gen.set_state(tuple(state))
-
-
-def env_rng_state(env) -> dict:
-    """The environment's random state (reset noise, random actions), for exact resume between episodes."""
-    state = {
-        "env": _generator_state(env.unwrapped.np_random),
-        "action_space": _generator_state(env.action_space.np_random),
-    }
-    task = getattr(getattr(env.unwrapped, "_env", None), "task", None)
-    if task is not None and hasattr(task, "random"):  # dm_control draws its initial states from the task's RNG
-        state["dm_control_task"] = task.random.get_state()
-    wrapper = _episode_model(env)
-    if wrapper is not None and wrapper.reseed:  # the episode seeds of the next resets
-        state["episode_seeds"] = _generator_state(wrapper.rng)
-    return state
-
-
-def restore_env_rng_state(env, state: dict) -> None:
-    _set_generator_state(env.unwrapped.np_random, state["env"])
-    _set_generator_state(env.action_space.np_random, state["action_space"])
-    if "dm_control_task" in state:
-        env.unwrapped._env.task.random.set_state(tuple(state["dm_control_task"]))
-    wrapper = _episode_model(env)
-    if "episode_seeds" in state and wrapper is not None:
-        _set_generator_state(wrapper.rng, state["episode_seeds"])

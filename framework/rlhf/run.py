@@ -42,10 +42,11 @@ import torch
 from rlhf.checkpoint import CheckpointError, restore_rng_state, rng_state, signals_deferred
 from rlhf.cli import resumed_args
 from rlhf.config import ConfigError
-from rlhf.envs import configure_headless_rendering, make_env
+from rlhf.envs import make_env
 from rlhf.evaluate import EarlyStopping, evaluate_policy
 from rlhf.manifest import write_manifest
 from rlhf.registry import CheckpointRegistry, Stateful
+from rlhf.rendering import configure_headless_rendering
 from rlhf.tracking import (
     LOG_FILE,
     EpisodeWindow,
