@@ -214,7 +214,7 @@ def test_a_session_is_shown_once_a_labeller_would_never_catch_up_with_rendering(
     """ready_to_show against the closed form (issue 12, item 2): with pairs rendered every r s and answered every
     t s, showing the first k of n at once never leaves the labeller waiting iff r <= k t and (n - k) r <= (n - 1) t;
     the first k where it says yes is the smallest such k, found by simulating the labeller pair by pair."""
-    from rlhf.human import ready_to_show
+    from rlhf.query_publisher import ready_to_show
 
     assert ready_to_show(1, 10, pair_seconds=1.0, answer_seconds=2.0)  # rendering keeps up: the first pair at once
     assert not ready_to_show(7, 10, 8.0, 2.0) and ready_to_show(8, 10, 8.0, 2.0)  # 10 - 9 * 2 / 8 = 7.75

@@ -19,6 +19,11 @@ def query_id(session: int, index: int) -> str:
     return f"s{session:04d}-q{index:03d}"
 
 
+def repeat_id(session: int, index: int) -> str:
+    """The id of the ``index``-th repeat asked in ``session`` (an earlier labelled pair asked again)."""
+    return f"s{session:04d}-r{index:03d}"
+
+
 @dataclass
 class Answers:
     """A session's queries with the teacher's answers: labels P(B ≻ A) in {0, 0.5, 1}, NaN for a skipped query."""

@@ -1,10 +1,10 @@
 """The human teacher: people answer queries on the labelling server's page (humanFeedback/, SPEC §8).
 
-``submit`` hands a session's pairs to a background thread that announces the session's size to the server, renders
-each segment to a clip with one reusable offscreen renderer and uploads the pairs over HTTP, so training is never
-stalled by rendering: the first ones once enough are rendered that a labeller answering every ``answer_seconds``
-never waits for the rest (all at once when rendering keeps up with labelling), and each later one as soon as both
-its clips are ready. ``collect`` fetches answers through
+``submit`` hands a session's pairs to a background thread (rlhf.query_publisher) that announces the session's
+size to the server, renders each segment to a clip with one reusable offscreen renderer and uploads the pairs over
+HTTP, so training is never stalled by rendering: the first ones once enough are rendered that a labeller answering
+every ``answer_seconds`` never waits for the rest (all at once when rendering keeps up with labelling), and each
+later one as soon as both its clips are ready. ``collect`` fetches answers through
 the server's long-poll event log (no busy-waiting). The segments of every submitted query are written to
 ``pending_dir`` before upload and kept, so a restarted trainer of the same run re-reads those of the sessions its
 checkpoint does not hold yet, gets every label given in the meantime from the server's log, and asks nothing again:
@@ -20,54 +20,27 @@ learned from whose labels an exclusion changed.
 
 from __future__ import annotations
 
-import functools
 import logging
-import queue
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from rlhf.feedback import Answers, query_id
-from rlhf.feedback_client import FeedbackClient, FeedbackServerError, LabelLog
+from rlhf.feedback_client import FeedbackClient, LabelLog
 from rlhf.labeller_quality import choose_doubled, choose_repeats, quality_scalars
+from rlhf.query_publisher import QueryPublisher
 from rlhf.segments import Segments
-from rlhf.video import MIME, SegmentRenderer
+from rlhf.video import SegmentRenderer
 
 log = logging.getLogger("cleanrlhf")
 
 
-# Render times vary with the machine's load; plan with a quarter more than measured, so that a slower pair than
-# the recent ones does not make the labeller wait.
-RENDER_TIME_MARGIN = 1.25
 # A doubled query waits for a second labeller. With one person labelling there is none, and the session would wait
 # forever: once a session has waited this long for nothing but second answers while only one labeller has answered
 # in the run, the first answer stands (logged).
 ALONE_SECONDS = 60.0
-
-
-def ready_to_show(rendered: int, total: int, pair_seconds: float, answer_seconds: float) -> bool:
-    """Whether a session's first ``rendered`` of ``total`` pairs can go to the labellers now, such that someone who
-    answers a pair every ``answer_seconds`` never waits for the rest, each of which takes ``pair_seconds`` to render.
-
-    Shown now, pair j (1-based) > ``rendered`` exists after (j - rendered) * pair_seconds and is reached after
-    (j - 1) * answer_seconds; both are linear in j, so checking the next pair and the last one covers all
-    (issue 12, item 2). ``answer_seconds`` 0: every pair goes up as soon as it exists.
-    """
-    if rendered >= total or (rendered >= 1 and answer_seconds <= 0):
-        return True
-    if rendered < 1:
-        return False
-    return (
-        pair_seconds <= rendered * answer_seconds and (total - rendered) * pair_seconds <= (total - 1) * answer_seconds
-    )
-
-
-def repeat_id(session: int, index: int) -> str:
-    return f"s{session:04d}-r{index:03d}"
 
 
 class HumanTeacher:
@@ -105,9 +78,6 @@ class HumanTeacher:
         self.pending_dir.mkdir(parents=True, exist_ok=True)
         self.status_every = status_every
         self.answer_seconds = answer_seconds
-        self._renderer_factory = renderer_factory
-        self._held: list[Callable[[], object]] = []  # a session's uploads (rendered pairs, repeats) not shown yet
-        self._pair_seconds: deque[float] = deque(maxlen=10)  # recent render times of a pair (two clips)
         self.repeat_fraction, self.double_fraction = repeat_fraction, double_fraction
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.exclude_flag = frozenset(exclude)
@@ -128,13 +98,7 @@ class HumanTeacher:
         # Sessions the interrupted run asked after its checkpoint: held until the resumed loop asks them again, so
         # they are learned from at the step the schedule says, and with the segments that were shown.
         self.asked_before_restart: dict[int, tuple[Segments, Segments]] = {}
-        self._uploads: queue.Queue = queue.Queue()
-        self._error: BaseException | None = None
-        self.render_seconds: list[float] = []  # per segment, for the run's log
-        # One renderer: Mesa's llvmpipe already spreads each frame over all cores; a second rendering thread made
-        # clips slower here (0.27 vs 0.34 clips/s of 64 frames at 240 px on 2 cores).
-        self._thread = threading.Thread(target=self._publish, daemon=True, name="query-publisher")
-        self._thread.start()
+        self.publisher = QueryPublisher(client, env_id, clip_size, answer_seconds, renderer_factory, self._wanted)
         for path in sorted(self.pending_dir.glob("session_*.npz")):  # queries of an interrupted run
             session = int(path.stem.split("_")[1])
             seg_a, seg_b, repeats = self._load(session)
@@ -193,7 +157,7 @@ class HumanTeacher:
             items.insert(place, ("repeat", session, j, of))
         self._repeated |= set(repeats)
         for pos, item in enumerate(items):  # the session will hold all its pairs and repeats
-            self._uploads.put((session, pos, len(items), len(seg_a) + len(repeats), item))
+            self.publisher.put(session, pos, len(items), len(seg_a) + len(repeats), item)
 
     def _wanted(self, session: int, i: int) -> int:
         doubled = self.doubled.get(session)
@@ -244,55 +208,6 @@ class HumanTeacher:
         """Labellers whose answers count nowhere: this run's --feedback-exclude-labeller and the server's."""
         return self.exclude_flag | self._server_excluded
 
-    def _publish(self) -> None:
-        """Render each pair and upload it. A session's first pairs are held back until ``ready_to_show``: when
-        rendering is slower than labelling, a labeller who started on the first pair at once would wait for every
-        later one; held back, they label the whole session without a pause, finishing about when they would have
-        anyway. Once a session is shown, each further pair goes up as soon as it exists."""
-        renderer = None
-        shown = False
-        try:
-            while (entry := self._uploads.get()) is not None:
-                session, pos, todo, size, item = entry
-                if pos == 0:
-                    self.client.announce_session(session, size)
-                    shown = False
-                if item[0] == "repeat":  # the server reuses the original's clips: nothing to render
-                    self._held.append(functools.partial(self._repeat, *item[1:]))
-                else:
-                    _, i, a, b = item
-                    if renderer is None:
-                        renderer = self._renderer_factory(self.env_id, self.clip_size, self.clip_size)
-                    t0 = time.perf_counter()
-                    clip_a = renderer.clip(a.physics_states, a.mask, "webm")
-                    clip_b = renderer.clip(b.physics_states, b.mask, "webm")
-                    self._pair_seconds.append(time.perf_counter() - t0)
-                    self.render_seconds.append(self._pair_seconds[-1] / 2)
-                    self._held.append(
-                        functools.partial(self.client.upload_query, query_id(session, i), session, clip_a, clip_b,
-                                          MIME["webm"], labellers=self._wanted(session, i))
-                    )  # fmt: skip
-                recent = self._pair_seconds
-                pair_seconds = RENDER_TIME_MARGIN * sum(recent) / len(recent) if recent else 0.0
-                if shown or ready_to_show(pos + 1, todo, pair_seconds, self.answer_seconds):
-                    shown = True
-                    while self._held:  # in the session's order: a repeat goes up when its place comes
-                        self._held[0]()
-                        self._held.pop(0)
-        except BaseException as e:  # surfaced by collect() on the training thread
-            self._error = e
-        finally:
-            if renderer is not None:
-                renderer.close()
-
-    def _repeat(self, session: int, j: int, of: str) -> None:
-        try:
-            self.client.repeat_query(repeat_id(session, j), session, of)
-        except FeedbackServerError as e:  # its label was undone (or its labeller excluded) since it was chosen
-            if e.error != "not_labelled":
-                raise
-            log.info("not repeating %s: it has no label any more", of)
-
     # -- receiving ------------------------------------------------------------------------------------------------
     def collect(self, wait: bool, timeout: float = 0.0) -> list[Answers]:
         """Sessions whose every query is answered (a label or a skip), oldest first.
@@ -303,7 +218,7 @@ class HumanTeacher:
         deadline = time.monotonic() + timeout if timeout > 0 else float("inf")
         last_status = time.monotonic()
         while True:
-            self._raise_worker_error()
+            self.publisher.raise_error()
             poll = min(25.0, max(0.0, deadline - time.monotonic())) if wait else 0.0
             if self._alone_since is not None:  # wake up in time to let single answers stand
                 poll = min(poll, max(0.05, self._alone_since + self.alone_seconds - time.monotonic()))
@@ -403,27 +318,16 @@ class HumanTeacher:
         self.refresh_exclusions(stats)
         return quality_scalars(stats)
 
-    def _raise_worker_error(self) -> None:
-        if self._error is not None:
-            raise RuntimeError(f"rendering or uploading queries failed: {self._error}") from self._error
-
-    def _stop_publisher(self) -> int:
-        """Stop rendering and uploading; returns how many queries were still waiting to be uploaded (dropped)."""
-        dropped = 0
-        while True:
-            try:
-                dropped += self._uploads.get_nowait() is not None
-            except queue.Empty:
-                break
-        self._uploads.put(None)
-        self._thread.join(timeout=60)
-        return dropped + len(self._held)
+    @property
+    def render_seconds(self) -> list[float]:
+        """Seconds to render each clip so far (for the run's log)."""
+        return self.publisher.render_seconds
 
     def finish(self, withdraw: bool) -> dict[str, float]:
         """End of the run: stop uploading, report asked / answered (a log line; returns ``feedback/queries_*``
         scalars) and, with ``withdraw`` (the run ended and waits for nothing more), remove the run's unanswered
         queries from the server so that nobody labels them for nothing (issue 9, item 9)."""
-        dropped = self._stop_publisher()
+        dropped = self.publisher.stop()
         status = self.client.status()
         withdrawn = self.client.withdraw() if withdraw else 0
         answered = status.labelled + status.skipped
@@ -445,5 +349,5 @@ class HumanTeacher:
         }
 
     def close(self) -> None:
-        self._stop_publisher()
+        self.publisher.stop()
         self.client.close()
