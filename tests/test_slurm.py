@@ -118,8 +118,9 @@ def test_sigterm_checkpoints_requeues_and_resumes_to_the_same_final_step(tmp_pat
 
 def test_sweep_workers_join_one_study(tmp_path):
     import optuna
-    import sweep
     import yaml
+
+    from rlhf.sweep_optuna import make_storage
 
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump({
@@ -135,6 +136,6 @@ def test_sweep_workers_join_one_study(tmp_path):
     wait_for(lambda: not sh("squeue", "-h", "-j", job), 900, f"sweep job {job}")
     print(f"2 sweep workers finished in {time.time() - t0:.0f} s")
     assert states(job) == {f"{job}_0": "COMPLETED", f"{job}_1": "COMPLETED"}
-    study = optuna.load_study(study_name="slurm-sweep", storage=sweep.make_storage(str(storage)))
+    study = optuna.load_study(study_name="slurm-sweep", storage=make_storage(str(storage)))
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert study.trials[0].params != study.trials[1].params  # each worker has its own sampler seed

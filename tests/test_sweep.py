@@ -18,6 +18,10 @@ import sweep
 import yaml
 
 from rlhf.runs import read_scalars
+from rlhf.sweep_optuna import make_objective, make_pruner, make_sampler, make_storage, open_study, study_attrs, suggest
+from rlhf.sweep_space import EVAL_METRICS, load_spec, script_args_type, to_flags
+from rlhf.sweep_trials import default_threads, run_trial
+from rlhf.sweep_wandb import make_wandb_trial, wandb_sweep_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "sweep_config").glob("*.yaml"))
@@ -68,7 +72,7 @@ def test_every_task_has_a_sweep_configuration():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_committed_configuration_validates(path):
-    spec = sweep.load_spec(path, "sac-rlhf")
+    spec = load_spec(path, "sac-rlhf")
     assert spec.metric == "eval/mean_return" and spec.goal == "maximize"
     assert path.read_text().startswith("# PEBBLE on ")  # the one-line description
     env_id = spec.params["env_id"].values[0]
@@ -159,7 +163,7 @@ def test_bad_sweep_flags(tmp_path, capsys):
 
 def test_flags_after_double_dash_override_yaml_constants(tmp_path):
     config = {**SAC_SWEEP, "parameters": {**SAC_SWEEP["parameters"], "total_timesteps": {"value": 10**6}}}
-    spec = sweep.load_spec(write(tmp_path, config), "sac", ["--total-timesteps", "200"])
+    spec = load_spec(write(tmp_path, config), "sac", ["--total-timesteps", "200"])
     assert "total_timesteps" not in spec.params and spec.fixed == ["--total-timesteps", "200"]
 
 
@@ -180,33 +184,33 @@ def test_distributions_map_onto_optuna_suggestions(tmp_path):
             "env_id": {"value": "Hopper-v5"},
         },
     }
-    spec = sweep.load_spec(write(tmp_path, config), "sac")
-    assert isinstance(sweep.make_sampler(spec, 0), optuna.samplers.TPESampler)
+    spec = load_spec(write(tmp_path, config), "sac")
+    assert isinstance(make_sampler(spec, 0), optuna.samplers.TPESampler)
     assert spec.direction == "maximize"
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(30):
-        p = sweep.suggest(study.ask(), spec.params)
+        p = suggest(study.ask(), spec.params)
         assert 1e-4 <= p["policy_lr"] <= 1e-2
         assert 0.001 <= p["q_lr"] <= 0.1 and abs(p["q_lr"] / 0.001 - round(p["q_lr"] / 0.001)) < 1e-6
         assert isinstance(p["batch_size"], int) and 16 <= p["batch_size"] <= 64
         assert 0.001 <= p["tau"] <= 0.01 and 0.9 <= p["gamma"] <= 0.99
         assert p["env_id"] == "Hopper-v5"
-        flags = sweep.to_flags(sweep.script_args_type("sac"), p)
+        flags = to_flags(script_args_type("sac"), p)
         assert ("--autotune" if p["autotune"] else "--no-autotune") in flags
-    grid = sweep.load_spec(write(tmp_path, {**SAC_SWEEP, "method": "grid",
-                                            "parameters": {"alpha": {"values": [0.1, 0.3]}}}), "sac")  # fmt: skip
-    assert isinstance(sweep.make_sampler(grid, 0), optuna.samplers.GridSampler)
-    rand = sweep.load_spec(write(tmp_path, SAC_SWEEP), "sac")
-    assert isinstance(sweep.make_sampler(rand, 0), optuna.samplers.RandomSampler)
-    assert isinstance(sweep.make_pruner(rand, "median"), optuna.pruners.MedianPruner)
-    hb = sweep.load_spec(write(tmp_path, {**SAC_SWEEP, "early_terminate": {"type": "hyperband", "min_iter": 2}}), "sac")
-    assert isinstance(sweep.make_pruner(hb, "median"), optuna.pruners.HyperbandPruner)
+    grid = load_spec(write(tmp_path, {**SAC_SWEEP, "method": "grid",
+                                      "parameters": {"alpha": {"values": [0.1, 0.3]}}}), "sac")  # fmt: skip
+    assert isinstance(make_sampler(grid, 0), optuna.samplers.GridSampler)
+    rand = load_spec(write(tmp_path, SAC_SWEEP), "sac")
+    assert isinstance(make_sampler(rand, 0), optuna.samplers.RandomSampler)
+    assert isinstance(make_pruner(rand, "median"), optuna.pruners.MedianPruner)
+    hb = load_spec(write(tmp_path, {**SAC_SWEEP, "early_terminate": {"type": "hyperband", "min_iter": 2}}), "sac")
+    assert isinstance(make_pruner(hb, "median"), optuna.pruners.HyperbandPruner)
 
 
 def test_threads_per_worker_fit_the_cores():
     cores = len(os.sched_getaffinity(0))
     for workers, seeds in [(1, 2), (2, 2), (4, 3)]:
-        threads = sweep.default_threads(workers, seeds)
+        threads = default_threads(workers, seeds)
         assert threads >= 1
         assert workers * seeds * threads <= max(cores, workers * seeds)
 
@@ -219,13 +223,13 @@ def test_threads_per_worker_fit_the_cores():
 def test_trial_runs_every_seed_and_scores_the_logged_metric(tmp_path):
     """Two seeds of sac.py in parallel: the intermediate values are the per-step means over the seeds of what the
     runs logged under the YAML's metric, and the trial's value is the mean of their final values."""
-    spec = sweep.load_spec(write(tmp_path, SAC_SWEEP), "sac", TINY_SAC)
+    spec = load_spec(write(tmp_path, SAC_SWEEP), "sac", TINY_SAC)
     reports: list[tuple[int, float]] = []
-    result = sweep.run_trial(spec, {"policy_lr": 3e-4, "alpha": 0.3}, (1, 2), tmp_path / "trial", 1,
-                             lambda step, value: reports.append((step, value)))  # fmt: skip
+    result = run_trial(spec, {"policy_lr": 3e-4, "alpha": 0.3}, (1, 2), tmp_path / "trial", 1,
+                       lambda step, value: reports.append((step, value)))  # fmt: skip
     logged = {seed: read_scalars(Path(result["run_dirs"][str(seed)])) for seed in (1, 2)}
     for seed in (1, 2):
-        assert set(sweep.EVAL_METRICS) <= set(logged[seed])  # what load_spec accepts is really logged
+        assert set(EVAL_METRICS) <= set(logged[seed])  # what load_spec accepts is really logged
         args = json.loads((Path(result["run_dirs"][str(seed)]) / "args.json").read_text())
         assert args["seed"] == seed and args["policy_lr"] == 3e-4 and args["alpha"] == 0.3 and args["threads"] == 1
     curves = {seed: {s.step: s.value for s in logged[seed]["eval/mean_return"]} for seed in (1, 2)}
@@ -244,12 +248,12 @@ def test_wandb_trial_function_logs_the_objective_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     config_path = write(tmp_path, {**SAC_SWEEP, "name": "sac-offline"})
-    spec = sweep.load_spec(config_path, "sac", TINY_SAC)
-    sent = sweep.wandb_sweep_config(spec)
+    spec = load_spec(config_path, "sac", TINY_SAC)
+    sent = wandb_sweep_config(spec)
     assert sent["program"] == "framework/sac.py" and sent["metric"] == SAC_SWEEP["metric"]
     assert set(sent["parameters"]) == {"policy_lr", "alpha"}
     args = sweep.Args(config_filename=str(config_path), algorithm="sac", backend="wandb", runs_dir=str(tmp_path / "r"))
-    trial = sweep.make_wandb_trial(spec, args, threads=1)
+    trial = make_wandb_trial(spec, args, threads=1)
     value = trial({"policy_lr": 5e-4, "alpha": 0.1})
     (wandb_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     logged = logged_values(wandb_file.read_bytes(), b"eval/mean_return")
@@ -279,7 +283,7 @@ def test_optuna_study_two_workers_continues_and_best_writes_a_script_that_runs(t
         return out
 
     call("--sweep-count", "2", "--workers", "2")
-    study = optuna.load_study(study_name="tiny-sac", storage=sweep.make_storage(str(storage)))
+    study = optuna.load_study(study_name="tiny-sac", storage=make_storage(str(storage)))
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert len({json.dumps(t.params, sort_keys=True) for t in study.trials}) == 2
     for t in study.trials:
@@ -287,7 +291,7 @@ def test_optuna_study_two_workers_continues_and_best_writes_a_script_that_runs(t
         assert t.value == pytest.approx(statistics.fmean(finals))
         assert sorted(t.intermediate_values) == [100, 200]
     call("--sweep-count", "1", "--pruner", "none")  # the second call continues the same study (run to the end)
-    study = optuna.load_study(study_name="tiny-sac", storage=sweep.make_storage(str(storage)))
+    study = optuna.load_study(study_name="tiny-sac", storage=make_storage(str(storage)))
     assert len(study.trials) == 3 and study.trials[2].state.name == "COMPLETE"
 
     out = call("--best", "--held-out-seeds", "7", "8", "--scripts-dir", str(scripts))
@@ -321,15 +325,15 @@ def test_a_trial_worse_than_the_median_is_pruned_and_its_runs_stopped(tmp_path):
     """A finished trial with an unreachable return at every evaluation step makes MedianPruner prune the next
     trial at its first reported evaluation; its runs are stopped (SIGTERM) before their last step."""
     long_sac = [*TINY_SAC, "--total-timesteps", "3000", "--evaluation-frequency", "100"]
-    spec = sweep.load_spec(write(tmp_path, {**SAC_SWEEP, "name": "prune"}), "sac", long_sac)
+    spec = load_spec(write(tmp_path, {**SAC_SWEEP, "name": "prune"}), "sac", long_sac)
     args = sweep.Args(config_filename="x", algorithm="sac", storage=str(tmp_path / "s.log"), runs_dir=str(tmp_path))
-    study = sweep.open_study(spec, args, "prune")
+    study = open_study(spec, args, "prune")
     study.pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     dist = {"policy_lr": optuna.distributions.FloatDistribution(1e-4, 1e-3, log=True),
             "alpha": optuna.distributions.CategoricalDistribution([0.1, 0.3])}  # fmt: skip
     study.add_trial(optuna.trial.create_trial(params={"policy_lr": 3e-4, "alpha": 0.1}, distributions=dist,
                                               value=1e9, intermediate_values={s: 1e9 for s in range(100, 3001, 100)}))  # fmt: skip
-    study.optimize(sweep.make_objective(spec, args, "prune", threads=1), n_trials=1)
+    study.optimize(make_objective(spec, args, "prune", threads=1), n_trials=1)
     trial = study.trials[-1]
     assert trial.state.name == "PRUNED"
     last = max(trial.intermediate_values)
@@ -347,14 +351,14 @@ def test_storage_is_readable_by_optuna_dashboard(tmp_path, storage_name):
 
     from optuna_dashboard import wsgi
 
-    spec = sweep.load_spec(write(tmp_path, SAC_SWEEP), "sac", TINY_SAC)
+    spec = load_spec(write(tmp_path, SAC_SWEEP), "sac", TINY_SAC)
     args = sweep.Args(config_filename="x", algorithm="sac", storage=str(tmp_path / storage_name))
-    study = sweep.open_study(spec, args, "dash")
+    study = open_study(spec, args, "dash")
     trial = study.ask()
-    sweep.suggest(trial, spec.params)
+    suggest(trial, spec.params)
     trial.report(12.5, 100)
     study.tell(trial, 20.0)
-    app = wsgi(sweep.make_storage(str(tmp_path / storage_name)))
+    app = wsgi(make_storage(str(tmp_path / storage_name)))
     status: list[str] = []
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/studies", "QUERY_STRING": "", "SERVER_NAME": "localhost",
                "SERVER_PORT": "80", "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http"}  # fmt: skip
@@ -362,4 +366,4 @@ def test_storage_is_readable_by_optuna_dashboard(tmp_path, storage_name):
     assert status[0].startswith("200")
     (summary,) = json.loads(body)["study_summaries"]
     assert summary["study_name"] == "dash" and summary["directions"] == ["maximize"]
-    assert sorted(u["key"] for u in summary["user_attrs"]) == sorted(sweep.study_attrs(spec, args.seeds))
+    assert sorted(u["key"] for u in summary["user_attrs"]) == sorted(study_attrs(spec, args.seeds))
