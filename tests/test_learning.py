@@ -6,7 +6,8 @@ breaking the wiring on purpose and running them (2026-12-03): with the labels fl
 (``labels = 1 - answers.labels`` in ``FeedbackLoop.store``) both fail, on the correlation (pearson −0.98 for
 PEBBLE, −0.71 for PrefPPO); with the replay buffer no longer relabelled after a reward update
 (``ReplayData.reward_updated``), the PEBBLE test fails on the return (6.5, needs > 20; intact: 26.6).
-Measured here: PEBBLE 28 s, PrefPPO 9 s, with the 2 cores shared by about 14 runnable processes.
+Measured here: PEBBLE 9.1 s, PrefPPO 2.5 s on 2 otherwise idle cores (28 s and 9 s with the cores shared by
+about 14 runnable processes).
 """
 
 from __future__ import annotations
