@@ -89,3 +89,35 @@ def test_a_crash_is_recorded_as_crashed_at_its_step(tmp_path, monkeypatch):
     (run_dir,) = list(tmp_path.iterdir())
     manifest = read_manifest(run_dir)
     assert (manifest["algorithm"], manifest["status"], manifest["step"]) == ("ppo", "crashed", 128)
+
+
+def test_a_second_ctrl_c_after_the_final_save_still_reads_interrupted(tmp_path, monkeypatch):
+    """A second SIGINT that arrives during the interrupt's checkpoint save is raised once the save is done (rlhf.
+    checkpoint.signals_deferred); the checkpoint is complete, so the run is "interrupted", not "crashed" (seen with
+    `timeout -s INT`, which signals uv and python both)."""
+    import ppo
+    from script_runs import argv, run_in_process
+    from test_ppo_scripts import TINY_PPO
+
+    from rlhf.run import Run
+
+    calls = []
+
+    def interrupted_update(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original_update(*a, **k)
+
+    def save_then_interrupt(self, final):
+        original_save(self, final)
+        if final:
+            raise KeyboardInterrupt  # the deferred second Ctrl-C
+
+    original_update, original_save = ppo.ppo_update, Run.save
+    monkeypatch.setattr(ppo, "ppo_update", interrupted_update)
+    monkeypatch.setattr(Run, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(ppo, argv(TINY_PPO, tmp_path))
+    (run_dir,) = list(tmp_path.iterdir())
+    assert (read_manifest(run_dir)["status"], read_manifest(run_dir)["step"]) == ("interrupted", 128)

@@ -22,6 +22,7 @@ from test_pref_ppo_labels import TINY_PREF_PPO
 from test_sac import TINY_SAC
 
 from rlhf.checkpoint import CheckpointError, load_state
+from rlhf.manifest import read_manifest
 
 RESUMABLE = {
     "sac_rlhf": {**TINY_SAC_RLHF, "--total-timesteps": 1500, "--checkpoint-frequency": 400,
@@ -224,9 +225,12 @@ def test_two_sigints_during_a_checkpoint_save_keep_a_resumable_checkpoint(tmp_pa
     assert not (run_dir / "checkpoints" / "resume.tmp").exists()
     step = load_state(run_dir / "checkpoints" / "resume" / "state")["step"]
     assert 2_000 <= step < 30_000
+    assert read_manifest(run_dir)["status"] == "interrupted"  # not "crashed": the second Ctrl-C waited for the save
     resumed = run(script("sac", "--resume", str(run_dir), "--no-progress-bar"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load_state(run_dir / "checkpoints" / "final")["step"] == 30_000
+    manifest = read_manifest(run_dir)
+    assert (manifest["status"], manifest["step"], manifest["resumes"]) == ("finished", 30_000, 1)
 
 
 def test_an_interrupt_inside_a_bundle_save_waits_for_the_save(tmp_path, monkeypatch):

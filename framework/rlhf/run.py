@@ -270,7 +270,9 @@ class Run:
 
     def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         completed, interrupted = exc_type is None, exc_type is KeyboardInterrupt
-        status = "crashed"  # unless the end below goes through
+        # run.json's status: "crashed" unless the end below goes through; an interrupt (a second Ctrl-C during
+        # the final save included) is "interrupted": --resume continues from the last checkpoint written
+        status = "interrupted" if interrupted else "crashed"
         try:
             self.bar.close()
             if interrupted:
@@ -281,10 +283,13 @@ class Run:
                 self.result.update(final)
             if completed or interrupted:
                 self.save(final=True)
+                status = "finished" if completed else "interrupted"
             extra = {k: v for fn in self._final_scalars for k, v in fn(completed).items()}
             self.tracker.scalars(extra, self.step)
             self.result.update({**extra, "step": float(self.step), "run_dir": str(self.run_dir)})
-            status = "finished" if completed else "interrupted" if interrupted else "crashed"
+        except KeyboardInterrupt:
+            status = "interrupted" if status == "crashed" else status
+            raise
         finally:
             with contextlib.suppress(OSError):  # a full disk must not hide the exception that ended the run
                 write_manifest(self.directory(), status=status, step=self.step)
