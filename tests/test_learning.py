@@ -101,7 +101,7 @@ PEBBLE_INVERTED_PENDULUM = {
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # 13-19 minutes with the cores shared (benchmarks/results/quick)
+@pytest.mark.timeout(3600)  # 8.6 min beside one other run, 13-19 with the cores shared (benchmarks/results/quick)
 def test_pebble_learns_inverted_pendulum_from_100_oracle_labels(tmp_path):
     """PEBBLE with 100 labels from the oracle teacher balances the pendulum (the maximum return is 1000): the
     campaign's runs of these flags ended at 1000 for seeds 1 and 2."""
