@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import requests
 
-from rlhf.feedback_client import FeedbackClient, FeedbackEvent, LabelLog
+from rlhf.feedback_client import FeedbackClient, FeedbackEvent
+from rlhf.label_log import LabelLog
 from rlhf.labeller_quality import choose_doubled, choose_repeats, combine, quality_scalars
 
 

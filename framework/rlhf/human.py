@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from rlhf.feedback import Answers, query_id
-from rlhf.feedback_client import FeedbackClient, LabelLog
+from rlhf.feedback_client import FeedbackClient
+from rlhf.label_log import LabelLog
 from rlhf.labeller_quality import choose_doubled, choose_repeats, quality_scalars
 from rlhf.query_publisher import QueryPublisher
 from rlhf.segments import Segments

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rlhf.feedback_client import LabelLog
+from rlhf.label_log import LabelLog
 
 from .feedback_testutil import CHROMIUM_ARGS, TOKEN
 

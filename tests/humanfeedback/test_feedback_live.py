@@ -21,9 +21,9 @@ from rlhf.feedback_client import (
     FeedbackClient,
     FeedbackConnectionError,
     FeedbackServerError,
-    LabelLog,
 )
 from rlhf.feedback_server_process import start_feedback_server
+from rlhf.label_log import LabelLog
 
 from .feedback_testutil import REPO, TOKEN
 
