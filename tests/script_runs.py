@@ -44,3 +44,16 @@ def run_in_process(module, args: list[str]) -> dict:
 def scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
     """All TensorBoard scalars of a run as written: tag -> [(step, value)] (the library's run reader)."""
     return {tag: [(x.step, x.value) for x in series] for tag, series in read_scalars(Path(run_dir), True).items()}
+
+
+def raising_on_call(fn, n: int, exc: BaseException):
+    """``fn``, except that its ``n``-th call raises ``exc`` instead (a crash or a Ctrl-C at a known point)."""
+    calls = []
+
+    def wrapped(*a, **k):
+        calls.append(1)
+        if len(calls) == n:
+            raise exc
+        return fn(*a, **k)
+
+    return wrapped

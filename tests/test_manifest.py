@@ -71,19 +71,11 @@ def test_a_running_run_whose_process_died_reads_stopped(tmp_path):
 
 def test_a_crash_is_recorded_as_crashed_at_its_step(tmp_path, monkeypatch):
     import ppo
-    from script_runs import argv, run_in_process
+    from script_runs import argv, raising_on_call, run_in_process
     from test_ppo_scripts import TINY_PPO
 
-    calls = []
-
-    def failing_update(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("a bug in the second update")
-        return original(*a, **k)
-
-    original = ppo.ppo_update
-    monkeypatch.setattr(ppo, "ppo_update", failing_update)
+    failing = raising_on_call(ppo.ppo_update, 2, RuntimeError("a bug in the second update"))
+    monkeypatch.setattr(ppo, "ppo_update", failing)
     with pytest.raises(RuntimeError, match="second update"):
         run_in_process(ppo, argv(TINY_PPO, tmp_path))
     (run_dir,) = list(tmp_path.iterdir())
@@ -96,26 +88,18 @@ def test_a_second_ctrl_c_after_the_final_save_still_reads_interrupted(tmp_path, 
     checkpoint.signals_deferred); the checkpoint is complete, so the run is "interrupted", not "crashed" (seen with
     `timeout -s INT`, which signals uv and python both)."""
     import ppo
-    from script_runs import argv, run_in_process
+    from script_runs import argv, raising_on_call, run_in_process
     from test_ppo_scripts import TINY_PPO
 
     from rlhf.run import Run
-
-    calls = []
-
-    def interrupted_update(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original_update(*a, **k)
 
     def save_then_interrupt(self, final):
         original_save(self, final)
         if final:
             raise KeyboardInterrupt  # the deferred second Ctrl-C
 
-    original_update, original_save = ppo.ppo_update, Run.save
-    monkeypatch.setattr(ppo, "ppo_update", interrupted_update)
+    original_save = Run.save
+    monkeypatch.setattr(ppo, "ppo_update", raising_on_call(ppo.ppo_update, 2, KeyboardInterrupt()))
     monkeypatch.setattr(Run, "save", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_in_process(ppo, argv(TINY_PPO, tmp_path))

@@ -11,7 +11,7 @@ import numpy as np
 import ppo
 import pref_ppo
 import pytest
-from script_runs import argv, run_in_process, scalars
+from script_runs import argv, raising_on_call, run_in_process, scalars
 from test_pref_ppo_labels import TINY_PREF_PPO
 
 from rlhf.checkpoint import load_state
@@ -64,16 +64,7 @@ def test_ppo_run_logs_evaluates_and_saves_the_normalisation_statistics(tmp_path)
 
 
 def test_ppo_ctrl_c_saves_a_checkpoint(tmp_path, monkeypatch):
-    calls = []
-
-    def interrupted_update(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(*a, **k)
-
-    original = ppo.ppo_update
-    monkeypatch.setattr(ppo, "ppo_update", interrupted_update)
+    monkeypatch.setattr(ppo, "ppo_update", raising_on_call(ppo.ppo_update, 2, KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         run_in_process(ppo, argv(TINY_PPO, tmp_path))
     (run_dir,) = list(tmp_path.iterdir())

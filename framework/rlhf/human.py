@@ -78,7 +78,6 @@ class HumanTeacher:
         self.pending_dir = Path(pending_dir)
         self.pending_dir.mkdir(parents=True, exist_ok=True)
         self.status_every = status_every
-        self.answer_seconds = answer_seconds
         self.repeat_fraction, self.double_fraction = repeat_fraction, double_fraction
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.exclude_flag = frozenset(exclude)
@@ -169,8 +168,6 @@ class HumanTeacher:
     def _waiting_for_a_second_labeller(self) -> list[str]:
         """The doubled queries the outstanding sessions wait for, when a second answer on them is all they wait for
         and fewer than two labellers (not excluded by the server) answered in this run; else []."""
-        if len({w for given in self.answers.answers.values() for w in given} - self._server_excluded) >= 2:
-            return []
         stuck = []
         for session in sorted(self.outstanding):
             for i in range(len(self.outstanding[session][0])):
@@ -180,6 +177,9 @@ class HumanTeacher:
                                                                                self._server_excluded):  # fmt: skip
                     return []  # the session waits for a first answer too: someone is (or will be) labelling
                 stuck.append(query_id(session, i))
+        # only then the run's labellers (a pass over all its answers; collect() runs every poll)
+        if stuck and len({w for given in self.answers.answers.values() for w in given} - self._server_excluded) >= 2:
+            return []
         return stuck
 
     def _let_single_answers_stand(self) -> None:
