@@ -7,10 +7,12 @@ scripts, run side by side by worker processes, stoppable and restartable at any 
 
 Each cell runs ``framework/<script>.py`` in its own process with ``--runs-dir <results>/<tier>/runs/<cell>``.
 A finished cell is written as ``<results>/<tier>/<cell>.csv`` (``step, eval_return, labels, wall_seconds`` at
-every evaluation) and ``<cell>.json`` (its flags, final numbers and the machine). A rerun skips finished cells and
+every evaluation), ``<cell>.json`` (its flags, final numbers and the machine) and, for PEBBLE cells,
+``<cell>.reward-model.csv`` (``step, labels, epochs, train_accuracy, val_accuracy, pearson`` after every
+reward-model update; a rerun writes it for finished cells that lack it while their run directory is there). A rerun skips finished cells and
 continues interrupted ones with ``--resume`` from their last periodic checkpoint (a script without a resumable
 checkpoint starts the cell again). Stopping the runner (Ctrl-C, SIGTERM) stops every cell, which saves a
-checkpoint first. With ``--publish`` each finished cell's two files are also copied to
+checkpoint first. With ``--publish`` each finished cell's files are also copied to
 ``benchmarks/results/<tier>/``, from which ``benchmarks/report.py`` builds the README's tables and plots.
 
 Seeds are fixed lists, chosen before any result was seen and never changed by results.
@@ -39,6 +41,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = Path("~/cleanrlhf-benchmarks").expanduser()
 PUBLISHED = REPO_ROOT / "benchmarks" / "results"
 CSV_COLUMNS = ("step", "eval_return", "labels", "wall_seconds")
+# what the reward model looked like after each of a PEBBLE cell's updates: the measured side of "why it fell short"
+REWARD_MODEL_SUFFIX = ".reward-model.csv"
+REWARD_MODEL_COLUMNS = ("step", "labels", "epochs", "train_accuracy", "val_accuracy", "pearson")
 SEEDS_5 = (1, 2, 3, 4, 5)
 
 
@@ -235,6 +240,37 @@ def curve_rows(run_dir: Path) -> list[dict[str, float]]:
     ]
 
 
+def reward_model_rows(run_dir: Path) -> list[dict[str, float]]:
+    """One row per reward-model update (PEBBLE cells; empty for SAC): labels it was trained on, epochs run, its
+    accuracy on its own labels and on the held-out ones, and the Pearson correlation of r̂ with the true reward
+    over recent transitions (the scripts' ``reward_model/*`` scalars)."""
+    scalars = read_scalars(run_dir)
+    labels = scalars.get("feedback/total_labels", [])
+    series = {name: scalars.get(f"reward_model/{name}", []) for name in REWARD_MODEL_COLUMNS[2:]}
+    nan = float("nan")
+    return [
+        {
+            "step": s.step,
+            "labels": int(value_at(labels, s.step)),
+            **{name: round(value_at(series[name], s.step, nan), 4) for name in REWARD_MODEL_COLUMNS[2:]},
+        }
+        for s in series["val_accuracy"]
+    ]
+
+
+def write_reward_model(cell: Cell, tier_dir: Path, run_dir: Path) -> bool:
+    rows = reward_model_rows(run_dir)
+    if not rows:
+        return False
+    tmp = tier_dir / f"{cell.name}{REWARD_MODEL_SUFFIX}.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=REWARD_MODEL_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, tier_dir / f"{cell.name}{REWARD_MODEL_SUFFIX}")
+    return True
+
+
 def machine() -> dict[str, str | int]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -283,6 +319,7 @@ def write_result(cell: Cell, tier_dir: Path, run_dir: Path, attempts: list[dict]
         "commit": git_commit(),
     }
     (tier_dir / f"{cell.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_reward_model(cell, tier_dir, run_dir)
     os.replace(tmp, tier_dir / f"{cell.name}.csv")  # the CSV, written last, marks the cell done
     return rows
 
@@ -384,6 +421,10 @@ def run_tier(tier: Tier, results: Path, workers: int, threads: int, publish: boo
     grid = [c for c in cells(tier) if only is None or c.env_id in only]
     todo = [c for c in grid if not is_done(tier_dir, c)]
     random_policy_returns(tier, tier_dir)
+    for c in grid:  # cells finished by a runner that did not write the reward-model file yet
+        runs = run_dirs(tier_dir / "runs" / c.name)
+        if is_done(tier_dir, c) and not (tier_dir / f"{c.name}{REWARD_MODEL_SUFFIX}").is_file() and len(runs) == 1:
+            write_reward_model(c, tier_dir, runs[0])
     if publish:
         (PUBLISHED / tier.name).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(tier_dir / RANDOM_POLICY_FILE, PUBLISHED / tier.name / RANDOM_POLICY_FILE)
@@ -470,7 +511,9 @@ def run_tier(tier: Tier, results: Path, workers: int, threads: int, publish: boo
 def publish_cell(tier_dir: Path, cell: Cell) -> None:
     dest = PUBLISHED / cell.tier
     dest.mkdir(parents=True, exist_ok=True)
-    for suffix in (".json", ".csv"):
+    for suffix in (".json", ".csv", REWARD_MODEL_SUFFIX):
+        if suffix == REWARD_MODEL_SUFFIX and not (tier_dir / f"{cell.name}{suffix}").is_file():
+            continue  # SAC cells have no reward model
         shutil.copyfile(tier_dir / f"{cell.name}{suffix}", dest / f"{cell.name}{suffix}")
 
 

@@ -110,6 +110,26 @@ def test_report_is_reproducible_and_check_detects_a_changed_csv(results, tmp_pat
     assert report.main(argv) == 0 and "0.83 ± 0.25" in readme.read_text()
 
 
+def test_reward_model_table_reads_each_pebble_run_and_stays_out_of_the_readme(results, tmp_path):
+    """REPORT.md lists each PEBBLE run's reward model beside its fraction of oracle, marked below 0.9; the README
+    section (the same markdown otherwise) leaves that table out."""
+    tier = results / "tiny"
+    rm = "step,labels,epochs,train_accuracy,val_accuracy,pearson\n"
+    rm += "1000,50,50.0,0.8,0.6,0.2\n1500,60,30.0,0.9,0.7,nan\n2000,100,10.0,0.95,0.85,0.5\n"
+    (tier / "EnvA-v5__pebble__seed1.reward-model.csv").write_text(rm)
+    md = report.reward_model_markdown(report.load_tier(tier), RANDOM)
+    rows = [line for line in md.splitlines() if line.startswith("| `")]
+    # seed 1 of EnvA: 500 of an oracle 1000 = 0.50 (below 0.9); Pearson over updates with <= 50 labels: 0.2
+    assert rows == ["| `EnvA-v5` | PEBBLE, 100 labels | 1 | 0.50 ◂ | 0.95 | 0.85 | 0.20 | 0.50 | 3 | 30 |"]
+    assert len(report.load_tier(tier)) == 12  # the reward-model file is not read as a cell
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- benchmark:tiny -->\n<!-- /benchmark:tiny -->\n")
+    argv = ["--results-dir", str(results), "--readme", str(readme), "--media-dir", str(tmp_path / "m")]
+    assert report.main([*argv, "--bench-readme", str(tmp_path / "none.md")]) == 0
+    assert report.DIAGNOSTICS in (tier / "REPORT.md").read_text()
+    assert report.DIAGNOSTICS not in readme.read_text() and "Measured on: test CPU" in readme.read_text()
+
+
 def test_committed_report_matches_the_committed_results():
     """README's benchmark sections, REPORT.md and the plots are what report.py builds from benchmarks/results."""
     assert report.main(["--check"]) == 0, "run `uv run python benchmarks/report.py` and commit its output"

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import suite
 
@@ -105,6 +106,12 @@ def test_runner_stopped_and_restarted_skips_done_cells_and_resumes_the_interrupt
     assert int(rows[-1]["labels"]) == 10 and meta["final_labels"] == 10
     walls = [float(r["wall_seconds"]) for r in rows]
     assert walls == sorted(walls) and walls[0] > 0
+    # the reward model after each of its 2 updates (5 queries each); SAC has none
+    with open(tier_dir / "InvertedPendulum-v5__pebble10__seed1.reward-model.csv", newline="") as f:
+        updates = list(csv.DictReader(f))
+    assert [int(u["labels"]) for u in updates] == [5, 10]
+    assert all(0 <= float(u["val_accuracy"]) <= 1 and 1 <= float(u["epochs"]) <= 3 for u in updates)
+    assert not (tier_dir / "InvertedPendulum-v5__sac__seed1.reward-model.csv").exists()
 
     # --list reports every cell done; a third call has nothing to do
     listing = subprocess.run(
@@ -122,6 +129,35 @@ def test_runner_stopped_and_restarted_skips_done_cells_and_resumes_the_interrupt
         check=True,
     ).stdout
     assert [line.split()[0] for line in listing.splitlines()] == ["done", "done"]
+
+
+def test_reward_model_rows_are_the_scalars_at_each_update(tmp_path):
+    """One row per reward-model update, with the labels it was trained on (the total logged at its step) and a
+    scalar the run did not log read as NaN; a run without a reward model (SAC) has no rows and no file."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = tmp_path / "run"
+    with SummaryWriter(str(run)) as w:
+        for step, labels, val, train in ((2000, 10, 0.5, 1.0), (3000, 20, 0.75, 0.9)):
+            w.add_scalar("feedback/total_labels", labels, step)
+            w.add_scalar("reward_model/val_accuracy", val, step)
+            w.add_scalar("reward_model/train_accuracy", train, step)
+            w.add_scalar("reward_model/epochs", 7, step)
+        w.add_scalar("reward_model/pearson", 0.25, 3000)
+        w.add_scalar("eval/mean_return", 1.0, 4000)
+    rows = suite.reward_model_rows(run)
+    assert [(r["step"], r["labels"], r["val_accuracy"], r["train_accuracy"], r["epochs"]) for r in rows] == [
+        (2000, 10, 0.5, 1.0, 7.0),
+        (3000, 20, 0.75, 0.9, 7.0),
+    ]
+    assert np.isnan(rows[0]["pearson"]) and rows[1]["pearson"] == 0.25
+    cell = suite.cells(suite.QUICK)[1]
+    assert suite.write_reward_model(cell, tmp_path, run)
+    assert (tmp_path / f"{cell.name}.reward-model.csv").read_text().splitlines()[1] == "2000,10,7.0,1.0,0.5,nan"
+    sac_run = tmp_path / "sac"
+    with SummaryWriter(str(sac_run)) as w:
+        w.add_scalar("eval/mean_return", 1.0, 1000)
+    assert suite.reward_model_rows(sac_run) == [] and not suite.write_reward_model(cell, tmp_path / "x", sac_run)
 
 
 def test_bad_runner_flags_are_one_line_errors(tmp_path):

@@ -70,7 +70,7 @@ def test_geom_positions_are_the_stored_states_forward_kinematics(criteria):
         mujoco.mj_forward(model, data)  # after a step, MuJoCo's positions are still those of the previous state
         z = [data.geom_xpos[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, f"{g}_ankle_geom")][2]
              for g in ("left", "right", "third", "fourth")]  # fmt: skip
-        expected.append(z[0] - max(z[1:]))
+        expected.append(1.0 + z[0] - max(z[1:]))  # ALIVE + the lift
     env.close()
     seg = segments(np.random.default_rng(0), 1, H=5, obs_dim=105, act_dim=8, state_dim=len(states[0]))
     seg.mask[:] = True
