@@ -8,6 +8,10 @@ median of the returns, and writes to ``--output-dir`` (default ``<run>/evaluatio
   returns.png              per-episode returns with their mean and 95 % CI
   episode_{i:03d}.mp4      H.264 videos of the first ``--video-episodes`` episodes (with --capture-video)
 
+A policy taught a behaviour by a criterion of its own (``--teacher-sim-reward module:function``) is also scored
+by that criterion: each episode's sum of the function's per-step rewards (rlhf.custom_reward), printed and in
+summary.json beside the true return (``--criterion`` names another function, ``--criterion none`` skips it).
+
 Episode i is reset with seed ``--seed + i`` (as the training scripts' evaluations do), so two evaluations with the
 same seed see the same initial states. Runs headless with no set-up (rlhf.envs chooses the OpenGL backend).
 
@@ -27,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from rlhf.checkpoint import CheckpointError, load_state
+from rlhf.config import ConfigError
 from rlhf.evaluate import summary
 from rlhf.rendering import configure_headless_rendering
 
@@ -59,6 +64,9 @@ class Args:
     """width and height of the videos in pixels"""
     output_dir: str = ""
     """where to write videos, plot and summary (default: <run>/evaluation/)"""
+    criterion: str | None = None
+    """also score each episode by this behaviour criterion (module:function or file.py:function, as
+    --teacher-sim-reward; default: the run's own --teacher-sim-reward, if it had one; none: do not)"""
 
 
 class EvaluationError(RuntimeError):
@@ -199,20 +207,41 @@ def video_rate(env) -> tuple[int, float]:
     return every, step_rate / every
 
 
-def run_episode(env, policy, seed: int, video: VideoWriter | None, every: int) -> tuple[float, int]:
+def run_episode(env, policy, seed: int, video: VideoWriter | None, every: int, criterion=None):
+    """(true return, length, criterion return or None) of one episode of the deterministic policy."""
+    from rlhf.envs import get_physics_state
+
     obs, _ = env.reset(seed=seed)
     episode_return, length, done = 0.0, 0, False
+    steps: dict[str, list] = {"obs": [], "actions": [], "next_obs": [], "physics_states": []}
     while not done:
         if video is not None and length % every == 0:
             video.add(env.render())
-        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        action = policy(obs)
+        physics = get_physics_state(env) if criterion is not None else None
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        if criterion is not None:
+            for key, value in zip(steps, (obs, action, next_obs, physics), strict=True):
+                steps[key].append(value)
+        obs = next_obs
         episode_return += float(reward)
         length += 1
         done = terminated or truncated
     if video is not None:
         video.add(env.render())  # the final state
         video.close()
-    return episode_return, length
+    return episode_return, length, None if criterion is None else criterion_return(criterion, steps)
+
+
+def criterion_return(criterion, steps: dict[str, list]) -> float:
+    """The episode as one segment of its length, scored by the criterion (rlhf.custom_reward.CustomReward)."""
+    from rlhf.segments import Segments
+
+    arrays = {k: np.asarray(v, np.float32)[None] for k, v in steps.items()}
+    mask = np.ones(arrays["actions"].shape[:2], bool)
+    seg = Segments(arrays["obs"], arrays["actions"], np.zeros(mask.shape, np.float32), mask,
+                   arrays["physics_states"], arrays["next_obs"])  # fmt: skip
+    return float(criterion(seg).sum())
 
 
 def plot_returns(path: Path, returns: np.ndarray, stats: dict[str, float], title: str) -> None:
@@ -270,6 +299,15 @@ def main(args: Args) -> dict:
         raise EvaluationError(str(e)) from e
     info = env_info(env)
     policy = make_policy(state, info.obs_dim, info.act_dim, info.action_low, info.action_high)
+    spec = state["args"].get("teacher_sim_reward") if args.criterion is None else args.criterion
+    criterion = None
+    if spec and spec != "none":
+        from rlhf.custom_reward import CustomReward
+
+        try:
+            criterion = CustomReward(spec, env_id)
+        except (ValueError, ConfigError) as e:
+            raise EvaluationError(str(e).replace("--teacher-sim-reward", "criterion", 1)) from e
 
     out = Path(args.output_dir).expanduser().resolve() if args.output_dir else run_dir / "evaluation"
     try:
@@ -285,15 +323,25 @@ def main(args: Args) -> dict:
     )
 
     returns, lengths, videos = np.zeros(args.episodes), np.zeros(args.episodes, np.int64), []
+    scores = np.zeros(args.episodes)
     start = time.time()
-    for i in range(args.episodes):
-        video = None
-        if args.capture_video and i < filmed:
-            videos.append(out / f"episode_{i:03d}.mp4")
-            video = VideoWriter(videos[-1], fps)
-        returns[i], lengths[i] = run_episode(env, policy, args.seed + i, video, every)
-        print(f"episode {i}: return {returns[i]:.2f}, length {lengths[i]}", flush=True)
-    env.close()
+    try:
+        for i in range(args.episodes):
+            video = None
+            if args.capture_video and i < filmed:
+                videos.append(out / f"episode_{i:03d}.mp4")
+                video = VideoWriter(videos[-1], fps)
+            returns[i], lengths[i], score = run_episode(env, policy, args.seed + i, video, every, criterion)
+            scored = "" if score is None else f", criterion {score:.2f}"
+            if score is not None:
+                scores[i] = score
+            print(f"episode {i}: return {returns[i]:.2f}, length {lengths[i]}{scored}", flush=True)
+    except ConfigError as e:  # the criterion failed or returned a bad result mid-evaluation
+        raise EvaluationError(str(e)) from e
+    finally:
+        env.close()
+        if criterion is not None:
+            criterion.close()
 
     stats = summary(returns)
     title = f"{state['algorithm']} on {env_id}, step {state['step']}: {args.episodes} episodes"
@@ -308,12 +356,19 @@ def main(args: Args) -> dict:
         **stats,
         "returns": returns.tolist(),
         "lengths": lengths.tolist(),
+        **(
+            {"criterion": spec, "criterion_returns": scores.tolist(), "criterion_summary": summary(scores)}
+            if criterion is not None
+            else {}
+        ),
         "videos": [v.name for v in videos],
         "plot": "returns.png",
         "seconds": round(time.time() - start, 2),
     }
     (out / "summary.json").write_text(json.dumps(result, indent=2))
     print(format_summary(stats, args.episodes))
+    if criterion is not None:
+        print(f"criterion {spec}: " + format_summary(result["criterion_summary"], args.episodes))
     print(f"wrote {out / 'summary.json'}, {out / 'returns.png'} and {len(videos)} video(s) to {out}")
     return {**result, "output_dir": str(out)}
 

@@ -154,6 +154,50 @@ def test_sac_checkpoint_with_a_subset_of_episodes_filmed(tmp_path):
     assert decode(Path(result["output_dir"]) / "episode_000.mp4").shape[1:] == (64, 64, 3)
 
 
+def test_a_behaviour_criterion_scores_each_episode_beside_the_true_return(tmp_path, capsys):
+    """A run taught by --teacher-sim-reward is scored by its criterion too, on each whole episode: a criterion of 1
+    per step sums to the episode's length, and the observation's first coordinate (Hopper's torso height) to what
+    the same seeded episodes give by hand; --criterion none leaves it out; a broken criterion is an error."""
+    crit = tmp_path / "crit.py"
+    crit.write_text("import numpy as np\ndef ones(t):\n    return np.ones(t.mask.shape)\n"
+                    "def height(t):\n    return t.obs[..., 0]\ndef broken(t):\n    return t.obs[..., 0, 0]\n")  # fmt: skip
+    run_dir = fake_sac_checkpoint(tmp_path / "Hopper-v5__sac_rlhf__1__1", hidden_dim=8)
+    from rlhf.checkpoint import load_state
+
+    state = load_state(run_dir / "checkpoints" / "final")
+    state["args"]["teacher_sim_reward"] = f"{crit}:ones"  # as sac_rlhf.py's checkpoints record their flags
+    save_state(run_dir / "checkpoints" / "final", state)
+    flags = ["--path-to-model", str(run_dir), "--episodes", "2", "--no-capture-video"]
+    result = evaluate(*flags)
+    assert result["criterion"] == f"{crit}:ones" and result["criterion_returns"] == result["lengths"]
+    assert json.loads((run_dir / "evaluation" / "summary.json").read_text())["criterion_returns"] == result["lengths"]
+    assert f"criterion {crit}:ones: episodes 2: mean" in capsys.readouterr().out
+
+    height = evaluate(*flags, "--criterion", f"{crit}:height")
+    from rlhf.envs import make_env
+
+    ckpt_state = evaluation.load_checkpoint(run_dir / "checkpoints" / "final", run_dir)
+    env = make_env("Hopper-v5", seed=1)
+    policy = evaluation.make_policy(ckpt_state, HOPPER_OBS, HOPPER_ACT, env.action_space.low, env.action_space.high)
+    by_hand = []
+    for i in range(2):
+        obs, _ = env.reset(seed=1 + i)
+        total, done = 0.0, False
+        while not done:
+            total += float(obs[0])
+            obs, _, terminated, truncated, _ = env.step(policy(obs))
+            done = terminated or truncated
+        by_hand.append(total)
+    env.close()
+    assert height["criterion_returns"] == pytest.approx(by_hand, rel=1e-5)
+
+    assert "criterion" not in evaluate(*flags, "--criterion", "none")
+    with pytest.raises(evaluation.EvaluationError, match="returned shape"):
+        evaluate(*flags, "--criterion", f"{crit}:broken")
+    with pytest.raises(evaluation.EvaluationError, match="no function 'missing'"):
+        evaluate(*flags, "--criterion", f"{crit}:missing")
+
+
 def test_sac_policy_is_the_agents_deterministic_action():
     torch.manual_seed(1)
     low, high = np.array([-1, -2, 0], np.float32), np.array([1, 2, 4], np.float32)
