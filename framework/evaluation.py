@@ -7,6 +7,8 @@ median of the returns, and writes to ``--output-dir`` (default ``<run>/evaluatio
   summary.json             the statistics, per-episode returns and lengths, and what was evaluated
   returns.png              per-episode returns with their mean and 95 % CI
   episode_{i:03d}.mp4      H.264 videos of the first ``--video-episodes`` episodes (with --capture-video)
+  episode_{i:03d}.gif      with ``--gif-seconds S``: the first S seconds of each filmed episode as a looping GIF
+                           at up to 15 frames a second (for a README: a GIF plays inline where a video does not)
 
 A policy taught a behaviour by a criterion of its own (``--teacher-sim-reward module:function``) is also scored
 by that criterion: each episode's sum of the function's per-step rewards (rlhf.custom_reward), printed and in
@@ -38,6 +40,7 @@ from rlhf.rendering import configure_headless_rendering
 SAC_ALGORITHMS = ("sac_rlhf", "sac")
 PPO_ALGORITHMS = ("pref_ppo", "ppo")
 MAX_VIDEO_FPS = 30.0
+MAX_GIF_FPS = 15.0  # half the video's rate: a GIF's size grows with its frames, and 15 fps still reads as motion
 DESCRIPTION = (
     "Evaluate a saved policy (a checkpoint of sac_rlhf.py, sac.py, pref_ppo.py or ppo.py) on the true environment "
     "return with its deterministic action: prints mean, std, 95 % CI of the mean, min, max and median, and writes "
@@ -64,6 +67,8 @@ class Args:
     """width and height of the videos in pixels"""
     output_dir: str = ""
     """where to write videos, plot and summary (default: <run>/evaluation/)"""
+    gif_seconds: float = 0.0
+    """also write the first this many seconds of each filmed episode as a looping GIF (0: no GIFs)"""
     criterion: str | None = None
     """also score each episode by this behaviour criterion (module:function or file.py:function, as
     --teacher-sim-reward; default: the run's own --teacher-sim-reward, if it had one; none: do not)"""
@@ -173,11 +178,15 @@ def make_policy(state: dict, obs_dim: int, act_dim: int, low: np.ndarray, high: 
 
 
 class VideoWriter:
-    """Streams frames into an H.264 mp4 (yuv420p, faststart, so browsers play it) written atomically."""
+    """Streams frames into an H.264 mp4 (yuv420p, faststart, so browsers play it) written atomically; with
+    ``gif_seconds`` also the start of the episode as a looping GIF beside it."""
 
-    def __init__(self, path: Path, fps: float):
+    def __init__(self, path: Path, fps: float, gif_seconds: float = 0.0):
         import imageio.v2 as imageio
 
+        self.gif_every = max(1, math.ceil(fps / MAX_GIF_FPS))
+        self.gif_fps, self.gif_max = fps / self.gif_every, int(round(gif_seconds * fps))
+        self.frames, self.gif_frames = 0, []
         self.path, self.tmp = path, path.with_name(path.name + ".part.mp4")
         self.writer = imageio.get_writer(
             self.tmp,
@@ -192,10 +201,25 @@ class VideoWriter:
     def add(self, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
         self.writer.append_data(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]))  # yuv420p: even sides
+        if self.frames < self.gif_max and self.frames % self.gif_every == 0:
+            self.gif_frames.append(frame.copy())
+        self.frames += 1
+
+    @property
+    def gif_path(self) -> Path:
+        return self.path.with_suffix(".gif")
 
     def close(self) -> None:
         self.writer.close()
         os.replace(self.tmp, self.path)
+        if self.gif_frames:
+            from PIL import Image
+
+            images = [Image.fromarray(f) for f in self.gif_frames]
+            tmp = self.gif_path.with_name(self.gif_path.name + ".part.gif")
+            images[0].save(tmp, save_all=True, append_images=images[1:], duration=round(1000 / self.gif_fps),
+                           loop=0, optimize=True)  # fmt: skip
+            os.replace(tmp, self.gif_path)
 
 
 def video_rate(env) -> tuple[int, float]:
@@ -274,14 +298,34 @@ def format_summary(stats: dict[str, float], n: int) -> str:
     )
 
 
-def main(args: Args) -> dict:
-    configure_headless_rendering()
-    from rlhf.envs import env_info, make_env
-
+def check_args(args: Args) -> None:
     if args.episodes <= 0:
         raise EvaluationError(f"--episodes must be positive, got {args.episodes}")
     if args.video_episodes < 0:
         raise EvaluationError(f"--video-episodes must be >= 0, got {args.video_episodes}")
+    if not (math.isfinite(args.gif_seconds) and args.gif_seconds >= 0):
+        raise EvaluationError(f"--gif-seconds must be >= 0, got {args.gif_seconds}")
+    if args.gif_seconds > 0 and not args.capture_video:
+        raise EvaluationError("--gif-seconds films the episodes: it needs --capture-video")
+
+
+def load_criterion(spec: str | None, env_id: str):
+    """The behaviour criterion to score episodes by (rlhf.custom_reward.CustomReward), or None."""
+    if not spec or spec == "none":
+        return None
+    from rlhf.custom_reward import CustomReward
+
+    try:
+        return CustomReward(spec, env_id)
+    except (ValueError, ConfigError) as e:
+        raise EvaluationError(str(e).replace("--teacher-sim-reward", "criterion", 1)) from e
+
+
+def main(args: Args) -> dict:
+    configure_headless_rendering()
+    from rlhf.envs import env_info, make_env
+
+    check_args(args)
     ckpt, run_dir = resolve_checkpoint(args.path_to_model)
     state = load_checkpoint(ckpt, run_dir)
     env_id = args.env_id or state["env_id"]
@@ -300,14 +344,7 @@ def main(args: Args) -> dict:
     info = env_info(env)
     policy = make_policy(state, info.obs_dim, info.act_dim, info.action_low, info.action_high)
     spec = state["args"].get("teacher_sim_reward") if args.criterion is None else args.criterion
-    criterion = None
-    if spec and spec != "none":
-        from rlhf.custom_reward import CustomReward
-
-        try:
-            criterion = CustomReward(spec, env_id)
-        except (ValueError, ConfigError) as e:
-            raise EvaluationError(str(e).replace("--teacher-sim-reward", "criterion", 1)) from e
+    criterion = load_criterion(spec, env_id)
 
     out = Path(args.output_dir).expanduser().resolve() if args.output_dir else run_dir / "evaluation"
     try:
@@ -330,7 +367,7 @@ def main(args: Args) -> dict:
             video = None
             if args.capture_video and i < filmed:
                 videos.append(out / f"episode_{i:03d}.mp4")
-                video = VideoWriter(videos[-1], fps)
+                video = VideoWriter(videos[-1], fps, args.gif_seconds)
             returns[i], lengths[i], score = run_episode(env, policy, args.seed + i, video, every, criterion)
             scored = "" if score is None else f", criterion {score:.2f}"
             if score is not None:
@@ -362,6 +399,7 @@ def main(args: Args) -> dict:
             else {}
         ),
         "videos": [v.name for v in videos],
+        "gifs": [v.with_suffix(".gif").name for v in videos] if args.gif_seconds > 0 else [],
         "plot": "returns.png",
         "seconds": round(time.time() - start, 2),
     }
@@ -369,7 +407,8 @@ def main(args: Args) -> dict:
     print(format_summary(stats, args.episodes))
     if criterion is not None:
         print(f"criterion {spec}: " + format_summary(result["criterion_summary"], args.episodes))
-    print(f"wrote {out / 'summary.json'}, {out / 'returns.png'} and {len(videos)} video(s) to {out}")
+    gifs = f" and {len(result['gifs'])} GIF(s)" if result["gifs"] else ""
+    print(f"wrote {out / 'summary.json'}, {out / 'returns.png'}, {len(videos)} video(s){gifs} to {out}")
     return {**result, "output_dir": str(out)}
 
 

@@ -154,6 +154,34 @@ def test_sac_checkpoint_with_a_subset_of_episodes_filmed(tmp_path):
     assert decode(Path(result["output_dir"]) / "episode_000.mp4").shape[1:] == (64, 64, 3)
 
 
+def test_gifs_are_the_start_of_each_filmed_episode_at_half_the_video_rate(tmp_path):
+    """--gif-seconds: Hopper's video plays at 25 fps (every 5th of its 125 steps a second), its GIF at 12.5 (every
+    2nd video frame, 80 ms each), looping, and holds the same pictures; a GIF without video is a clear error."""
+    from PIL import Image
+
+    run_dir = fake_sac_checkpoint(tmp_path / "Hopper-v5__sac__1__1", hidden_dim=8)
+    flags = ["--path-to-model", str(run_dir), "--episodes", "2", "--video-episodes", "1", "--video-size", "64"]
+    result = evaluate(*flags, "--gif-seconds", "0.4")  # 0.4 s = 10 video frames -> 5 GIF frames at most
+    out = Path(result["output_dir"])
+    assert result["gifs"] == ["episode_000.gif"] and not (out / "episode_001.gif").exists()
+    video = decode(out / "episode_000.mp4").astype(np.float64)
+    gif = Image.open(out / "episode_000.gif")
+    frames = []
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        frames.append(np.asarray(gif.convert("RGB"), np.float64))
+        assert gif.info["duration"] == 80
+    assert gif.info["loop"] == 0
+    assert len(frames) == -(-min(10, len(video)) // 2)  # every 2nd of the first (up to) 10 video frames
+    for i, frame in enumerate(frames):  # the same pictures, up to H.264's and the palette's losses
+        assert np.abs(frame - video[2 * i]).mean() < 6
+    assert np.abs(frames[0] - video[1]).mean() > np.abs(frames[0] - video[0]).mean()
+    with pytest.raises(evaluation.EvaluationError, match="needs --capture-video"):
+        evaluate(*flags, "--gif-seconds", "1", "--no-capture-video")
+    with pytest.raises(evaluation.EvaluationError, match="--gif-seconds must be >= 0"):
+        evaluate(*flags, "--gif-seconds", "-1")
+
+
 def test_a_behaviour_criterion_scores_each_episode_beside_the_true_return(tmp_path, capsys):
     """A run taught by --teacher-sim-reward is scored by its criterion too, on each whole episode: a criterion of 1
     per step sums to the episode's length, and the observation's first coordinate (Hopper's torso height) to what
