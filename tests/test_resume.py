@@ -116,11 +116,23 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, name):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
+    import sac
+
     runs = tmp_path_factory.mktemp("finished")
-    out = run(script("sac", *argv(RESUMABLE["sac"], runs, total_timesteps=400, evaluation_frequency=400)))
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert sac.cli(argv(RESUMABLE["sac"], runs, total_timesteps=400, evaluation_frequency=400)) == 0
     (run_dir,) = runs.iterdir()
     return run_dir
+
+
+def resume_in_process(capsys, *flags: str) -> tuple[int, str]:
+    """(exit status, stderr) of ``sac.py --resume …`` through the scripts' own command-line entry (rlhf.cli.run_cli,
+    which prints the one-line error), in this process: these cases end before training, where a new interpreter
+    would spend most of its time importing torch (tests/test_cli.py runs the scripts as processes)."""
+    import sac
+
+    capsys.readouterr()
+    code = sac.cli(["--resume", *flags])
+    return code, capsys.readouterr().err
 
 
 def copy_run(run_dir: Path, to: Path) -> Path:
@@ -155,32 +167,32 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("case", list(DAMAGE))
-def test_edited_checkpoint_metadata_is_a_one_line_error(finished_run, tmp_path, case):
+def test_edited_checkpoint_metadata_is_a_one_line_error(finished_run, tmp_path, capsys, case):
     relative, edit, needle = DAMAGE[case]
     run_dir = copy_run(finished_run, tmp_path)
     edit_json(run_dir / relative, edit)
-    out = run(script("sac", "--resume", str(run_dir)), timeout=120)
-    assert out.returncode == 2, out.stderr[-2000:]
-    assert "Traceback" not in out.stderr
-    (line,) = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    code, err = resume_in_process(capsys, str(run_dir))
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
     assert needle in line and relative.split("/")[-1] in line, line  # names the file
 
 
-def test_resume_of_a_damaged_checkpoint_is_a_clear_error(finished_run, tmp_path):
+def test_resume_of_a_damaged_checkpoint_is_a_clear_error(finished_run, tmp_path, capsys):
     run_dir = copy_run(finished_run, tmp_path)
     blob = run_dir / "checkpoints" / "resume" / "replay_buffer.safetensors"
     blob.write_bytes(blob.read_bytes()[:1000])
-    out = run(script("sac", "--resume", str(run_dir)), timeout=120)
-    assert out.returncode == 2
-    assert "does not match its checksum" in out.stderr and "Traceback" not in out.stderr
+    code, err = resume_in_process(capsys, str(run_dir))
+    assert code == 2
+    assert "does not match its checksum" in err and "Traceback" not in err
     with pytest.raises(CheckpointError):
         load_state(blob.with_suffix(""))
 
 
-def test_resume_refuses_flags_that_would_change_the_run(finished_run, tmp_path):
-    out = run(script("sac", "--resume", str(finished_run), "--batch-size", "64", "--seed", "3"), timeout=120)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "--batch-size, --seed cannot be changed" in out.stderr
+def test_resume_refuses_flags_that_would_change_the_run(finished_run, capsys):
+    code, err = resume_in_process(capsys, str(finished_run), "--batch-size", "64", "--seed", "3")
+    assert code == 2 and "Traceback" not in err
+    assert "--batch-size, --seed cannot be changed" in err
 
 
 @pytest.mark.slow  # whole-script runs: in .ci/run's second pytest step, not the default suite
