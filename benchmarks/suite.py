@@ -9,10 +9,10 @@ Each cell runs ``framework/<script>.py`` in its own process with ``--runs-dir <r
 A finished cell is written as ``<results>/<tier>/<cell>.csv`` (``step, eval_return, labels, wall_seconds`` at
 every evaluation), ``<cell>.json`` (its flags, final numbers and the machine) and, for PEBBLE cells,
 ``<cell>.reward-model.csv`` (``step, labels, epochs, train_accuracy, val_accuracy, pearson`` after every
-reward-model update; a rerun writes it for finished cells that lack it while their run directory is there). A rerun skips finished cells and
-continues interrupted ones with ``--resume`` from their last periodic checkpoint (a script without a resumable
-checkpoint starts the cell again). Stopping the runner (Ctrl-C, SIGTERM) stops every cell, which saves a
-checkpoint first. With ``--publish`` each finished cell's files are also copied to
+reward-model update; a rerun also writes it for finished cells that lack it, from their run directories). A rerun
+skips finished cells and continues interrupted ones with ``--resume`` from their last periodic checkpoint (a script
+without a resumable checkpoint starts the cell again). Stopping the runner (Ctrl-C, SIGTERM) stops every cell,
+which saves a checkpoint first. With ``--publish`` each finished cell's files are also copied to
 ``benchmarks/results/<tier>/``, from which ``benchmarks/report.py`` builds the README's tables and plots.
 
 Seeds are fixed lists, chosen before any result was seen and never changed by results.
