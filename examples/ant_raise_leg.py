@@ -35,9 +35,8 @@ def baselines(episodes: int = 10, seed: int = 1) -> dict[str, list[float]]:
     """The criterion's episode sums for two policies that were taught nothing: all-zero and uniformly random
     actions, on the seeds ``framework/evaluation.py`` uses (episode i reset with seed + i), as a yardstick for a
     trained policy's ``criterion_returns``."""
-    from rlhf.custom_reward import CustomReward
+    from rlhf.custom_reward import CustomReward, EpisodeSteps
     from rlhf.envs import get_physics_state, make_env
-    from rlhf.segments import Segments
 
     criterion = CustomReward(f"{__file__}:raised_leg", "Ant-v5")
     env = make_env("Ant-v5", seed=seed)
@@ -47,19 +46,13 @@ def baselines(episodes: int = 10, seed: int = 1) -> dict[str, list[float]]:
                       ("random actions", env.action_space.sample)):  # fmt: skip
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
-            steps: dict[str, list] = {"obs": [], "actions": [], "next_obs": [], "physics_states": []}
-            done = False
+            episode, done = EpisodeSteps(), False
             while not done:
                 action, physics = act(), get_physics_state(env)
                 next_obs, _, terminated, truncated, _ = env.step(action)
-                for key, value in zip(steps, (obs, action, next_obs, physics), strict=True):
-                    steps[key].append(value)
+                episode.add(obs, action, next_obs, physics)
                 obs, done = next_obs, terminated or truncated
-            a = {k: np.asarray(v, np.float32)[None] for k, v in steps.items()}
-            mask = np.ones(a["actions"].shape[:2], bool)
-            seg = Segments(a["obs"], a["actions"], np.zeros(mask.shape, np.float32), mask, a["physics_states"],
-                           a["next_obs"])  # fmt: skip
-            out[name].append(float(criterion(seg).sum()))
+            out[name].append(float(criterion(episode.segment()).sum()))
     env.close()
     criterion.close()
     return out

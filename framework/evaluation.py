@@ -233,20 +233,20 @@ def video_rate(env) -> tuple[int, float]:
 
 def run_episode(env, policy, seed: int, video: VideoWriter | None, every: int, criterion=None):
     """(true return, length, criterion return or None) of one episode of the deterministic policy."""
+    from rlhf.custom_reward import EpisodeSteps
     from rlhf.envs import get_physics_state
 
     obs, _ = env.reset(seed=seed)
     episode_return, length, done = 0.0, 0, False
-    steps: dict[str, list] = {"obs": [], "actions": [], "next_obs": [], "physics_states": []}
+    steps = EpisodeSteps() if criterion is not None else None
     while not done:
         if video is not None and length % every == 0:
             video.add(env.render())
         action = policy(obs)
-        physics = get_physics_state(env) if criterion is not None else None
+        physics = get_physics_state(env) if steps is not None else None
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        if criterion is not None:
-            for key, value in zip(steps, (obs, action, next_obs, physics), strict=True):
-                steps[key].append(value)
+        if steps is not None:
+            steps.add(obs, action, next_obs, physics)
         obs = next_obs
         episode_return += float(reward)
         length += 1
@@ -254,18 +254,7 @@ def run_episode(env, policy, seed: int, video: VideoWriter | None, every: int, c
     if video is not None:
         video.add(env.render())  # the final state
         video.close()
-    return episode_return, length, None if criterion is None else criterion_return(criterion, steps)
-
-
-def criterion_return(criterion, steps: dict[str, list]) -> float:
-    """The episode as one segment of its length, scored by the criterion (rlhf.custom_reward.CustomReward)."""
-    from rlhf.segments import Segments
-
-    arrays = {k: np.asarray(v, np.float32)[None] for k, v in steps.items()}
-    mask = np.ones(arrays["actions"].shape[:2], bool)
-    seg = Segments(arrays["obs"], arrays["actions"], np.zeros(mask.shape, np.float32), mask,
-                   arrays["physics_states"], arrays["next_obs"])  # fmt: skip
-    return float(criterion(seg).sum())
+    return episode_return, length, None if steps is None else float(criterion(steps.segment()).sum())
 
 
 def plot_returns(path: Path, returns: np.ndarray, stats: dict[str, float], title: str) -> None:

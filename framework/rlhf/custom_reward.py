@@ -127,6 +127,29 @@ class Transitions:
         return self._kinematics.positions("geom", list(names), self.physics_states)
 
 
+class EpisodeSteps:
+    """The transitions of one episode as they happen, for scoring it by a criterion as one segment (the probe,
+    ``framework/evaluation.py``, the example's baselines)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, list] = {"obs": [], "actions": [], "next_obs": [], "physics_states": []}
+
+    def add(self, obs, action, next_obs, physics_state) -> None:
+        for key, value in zip(self.steps, (obs, action, next_obs, physics_state), strict=True):
+            self.steps[key].append(value)
+
+    def segment(self, length: int | None = None) -> Segments:
+        """A batch of one segment of ``length`` steps (default: the episode's), padded after the episode's end with
+        its frozen last step and a False mask, as the replay buffer's segments are."""
+        n = len(self.steps["obs"])
+        length = n if length is None else length
+        pad = [min(i, n - 1) for i in range(length)]
+        arrays = {k: np.asarray(v, np.float32)[pad][None] for k, v in self.steps.items()}
+        mask = (np.arange(length) < n)[None]
+        return Segments(arrays["obs"], arrays["actions"], np.zeros(mask.shape, np.float32), mask,
+                        arrays["physics_states"], arrays["next_obs"])  # fmt: skip
+
+
 class CustomReward:
     """segments -> (N, H) rewards by the user's criterion, zero on padding; ConfigError for a bad result."""
 
@@ -162,22 +185,16 @@ class CustomReward:
         env = self._kinematics.environment()  # the criterion's kinematics set their own states from here on
         obs, _ = env.reset(seed=seed)
         env.action_space.seed(seed)
-        steps: dict[str, list] = {"obs": [], "actions": [], "next_obs": [], "physics_states": []}
+        episode = EpisodeSteps()
         for _ in range(length):
             action = env.action_space.sample()
             physics = get_physics_state(env)
             next_obs, _, terminated, truncated, _ = env.step(action)
-            for key, value in zip(steps, (obs, action, next_obs, physics), strict=True):
-                steps[key].append(value)
+            episode.add(obs, action, next_obs, physics)
             obs = next_obs
             if terminated or truncated:
                 break
-        n = len(steps["obs"])
-        pad = [min(i, n - 1) for i in range(length)]  # a frozen last step after a termination, as in segments
-        arrays = {k: np.asarray(v, np.float32)[pad][None] for k, v in steps.items()}
-        mask = (np.arange(length) < n)[None]
-        self(Segments(arrays["obs"], arrays["actions"], np.zeros(mask.shape, np.float32), mask,
-                      arrays["physics_states"], arrays["next_obs"]))  # fmt: skip
+        self(episode.segment(length))
 
     def close(self) -> None:
         self._kinematics.close()
