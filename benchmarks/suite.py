@@ -13,7 +13,10 @@ reward-model update; a rerun also writes it for finished cells that lack it, fro
 skips finished cells and continues interrupted ones with ``--resume`` from their last periodic checkpoint (a script
 without a resumable checkpoint starts the cell again). Stopping the runner (Ctrl-C, SIGTERM) stops every cell,
 which saves a checkpoint first. With ``--publish`` each finished cell's files are also copied to
-``benchmarks/results/<tier>/``, from which ``benchmarks/report.py`` builds the README's tables and plots.
+``benchmarks/results/<tier>/``, from which ``benchmarks/report.py`` builds the README's tables and plots. With
+``--continue-published`` the cells already published there count as done (they are copied into the results
+folder first), so a campaign continues on a machine whose results folder is new or lost; without it every cell
+is run, which is how the published numbers are regenerated.
 
 Seeds are fixed lists, chosen before any result was seen and never changed by results.
 """
@@ -359,6 +362,22 @@ def is_done(tier_dir: Path, cell: Cell) -> bool:
     return (tier_dir / f"{cell.name}.csv").is_file() and (tier_dir / f"{cell.name}.json").is_file()
 
 
+def adopt_published(tier_dir: Path, grid: list[Cell], published: Path | None = None) -> list[str]:
+    """Copy the published result of every cell that ``tier_dir`` has not finished into it (``--continue-published``),
+    so that it counts as done; return their names. A cell's unfinished run in ``tier_dir`` is left where it is."""
+    adopted = []
+    for c in grid:
+        source = (PUBLISHED if published is None else published) / c.tier
+        if is_done(tier_dir, c) or not is_done(source, c):
+            continue
+        tier_dir.mkdir(parents=True, exist_ok=True)
+        for suffix in (".csv", ".json", REWARD_MODEL_SUFFIX):
+            if (source / f"{c.name}{suffix}").is_file():
+                shutil.copyfile(source / f"{c.name}{suffix}", tier_dir / f"{c.name}{suffix}")
+        adopted.append(c.name)
+    return adopted
+
+
 # ---- the runner ----------------------------------------------------------------------------------------------------
 
 
@@ -413,12 +432,16 @@ def format_eta(seconds: float) -> str:
     return f"{h}h{m:02d}m"
 
 
-def run_tier(tier: Tier, results: Path, workers: int, threads: int, publish: bool, only: set[str] | None) -> int:
+def run_tier(
+    tier: Tier, results: Path, workers: int, threads: int, publish: bool, only: set[str] | None, adopt: bool = False
+) -> int:
     from tqdm import tqdm
 
     tier_dir = results / tier.name
     (tier_dir / "runs").mkdir(parents=True, exist_ok=True)
     grid = [c for c in cells(tier) if only is None or c.env_id in only]
+    if adopt and (adopted := adopt_published(tier_dir, grid)):
+        tqdm.write(f"{len(adopted)} cell(s) published in {PUBLISHED / tier.name} count as done")
     todo = [c for c in grid if not is_done(tier_dir, c)]
     random_policy_returns(tier, tier_dir)
     for c in grid:  # cells finished by a runner that did not write the reward-model file yet
@@ -517,11 +540,13 @@ def publish_cell(tier_dir: Path, cell: Cell) -> None:
         shutil.copyfile(tier_dir / f"{cell.name}{suffix}", dest / f"{cell.name}{suffix}")
 
 
-def list_tier(tier: Tier, results: Path) -> None:
+def list_tier(tier: Tier, results: Path, adopt: bool = False) -> None:
     tier_dir = results / tier.name
     for c in cells(tier):
         if is_done(tier_dir, c):
             status = "done"
+        elif adopt and is_done(PUBLISHED / tier.name, c):
+            status = "published"  # done once a run with --continue-published copies it in
         elif resumable_run(tier_dir / "runs" / c.name):
             status = "checkpointed"
         else:
@@ -536,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per cell (workers × threads <= cores)")
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help=f"default {DEFAULT_RESULTS}")
     p.add_argument("--publish", action="store_true", help="copy finished cells to benchmarks/results/<tier>/")
+    p.add_argument(
+        "--continue-published",
+        action="store_true",
+        help="count the cells published in benchmarks/results/<tier>/ as done (continue the campaign elsewhere)",
+    )
     p.add_argument("--env-id", action="append", help="only these environments of the tier (repeatable)")
     p.add_argument("--list", action="store_true", help="print the grid with each cell's status and exit")
     p.add_argument("--force", action="store_true", help="run a tier that is not meant for this machine's CPU")
@@ -556,11 +586,12 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             p.error(f"--env-id {sorted(unknown)} not in tier {tier.name}")
     if a.list:
-        list_tier(tier, results)
+        list_tier(tier, results, a.continue_published)
         return 0
     if not tier.runnable_on_cpu and not a.force:
         p.error(f"tier {tier.name} is {tier.description}; pass --force to run it anyway")
-    return run_tier(tier, results, a.workers, a.threads, a.publish, set(a.env_id) if a.env_id else None)
+    only = set(a.env_id) if a.env_id else None
+    return run_tier(tier, results, a.workers, a.threads, a.publish, only, a.continue_published)
 
 
 if __name__ == "__main__":

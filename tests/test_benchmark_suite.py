@@ -173,3 +173,41 @@ def test_bad_runner_flags_are_one_line_errors(tmp_path):
             [sys.executable, str(REPO_ROOT / "benchmarks" / "suite.py"), *argv], capture_output=True, text=True
         )
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (argv, r.stderr)
+
+
+def test_continue_published_adopts_only_finished_published_cells(tmp_path):
+    """--continue-published: a cell finished in the published folder is copied into a new results folder and counts
+    as done (with its reward-model file); a cell published only in part, or one the results folder already
+    finished, is not touched; without the flag nothing is adopted (regenerating runs every cell)."""
+    grid = suite.cells(suite.QUICK)[:3]  # InvertedPendulum: SAC and PEBBLE seed 1, SAC seed 2
+    published, tier_dir = tmp_path / "published", tmp_path / "res" / "quick"
+    src = published / "quick"
+    src.mkdir(parents=True)
+    for suffix, text in ((".csv", "a"), (".json", "{}"), (".reward-model.csv", "rm")):
+        (src / f"{grid[1].name}{suffix}").write_text(text)
+    (src / f"{grid[2].name}.csv").write_text("partial")  # no .json: not finished
+    (src / f"{grid[0].name}.csv").write_text("published")
+    (src / f"{grid[0].name}.json").write_text("{}")
+    tier_dir.mkdir(parents=True)
+    (tier_dir / f"{grid[0].name}.csv").write_text("mine")
+    (tier_dir / f"{grid[0].name}.json").write_text("{}")
+
+    assert [suite.is_done(tier_dir, c) for c in grid] == [True, False, False]
+    assert suite.adopt_published(tier_dir, grid, published) == [grid[1].name]
+    assert [suite.is_done(tier_dir, c) for c in grid] == [True, True, False]
+    assert (tier_dir / f"{grid[1].name}.reward-model.csv").read_text() == "rm"
+    assert (tier_dir / f"{grid[0].name}.csv").read_text() == "mine"
+    assert suite.adopt_published(tier_dir, grid, published) == []  # idempotent
+
+
+def test_list_shows_published_cells_only_with_continue_published(tmp_path, monkeypatch, capsys):
+    cell = suite.cells(suite.QUICK)[0]
+    monkeypatch.setattr(suite, "PUBLISHED", tmp_path / "published")
+    (tmp_path / "published" / "quick").mkdir(parents=True)
+    for suffix in (".csv", ".json"):
+        (tmp_path / "published" / "quick" / f"{cell.name}{suffix}").write_text("x")
+    for argv, status in (([], "to do"), (["--continue-published"], "published")):
+        assert suite.main(["--tier", "quick", "--list", "--results-dir", str(tmp_path / "res"), *argv]) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first.startswith(status) and cell.name in first, first
+    assert not (tmp_path / "res" / "quick" / f"{cell.name}.csv").exists()  # --list copies nothing
