@@ -27,6 +27,9 @@ def moves_forward(t):  # a function of observations and next observations
 
 def one_number_per_segment(t):
     return t.obs[..., 0].sum(axis=1)
+
+def first_action_near_half(t):  # best at a constant action whose first coordinate is 0.5
+    return -((t.actions[..., 0] - 0.5) ** 2)
 """
 
 
@@ -95,3 +98,25 @@ def test_a_bad_criterion_is_one_line_and_exit_2(tmp_path, criteria, capsys, spec
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run directory left
+
+
+def test_the_examples_constant_action_search_finds_a_known_optimum(criteria):
+    """examples/ant_raise_leg.py's cross-entropy search, on a criterion whose best constant action is known (first
+    coordinate 0.5, the others free), finds it; its episode score is the criterion's sum over the steps."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
+    try:
+        import ant_raise_leg
+    finally:
+        sys.path.pop(0)
+    from rlhf.envs import make_env
+
+    env = make_env("Ant-v5", seed=0)
+    reward = CustomReward(f"{criteria}:first_action_near_half", "Ant-v5")
+    action = ant_raise_leg.best_constant_action(env, reward, iterations=5, population=20, elite=5, horizon=5)
+    assert abs(action[0] - 0.5) < 0.1, action
+    held = np.full(env.action_space.shape, 0.9, np.float32)
+    assert ant_raise_leg.episode_score(env, reward, lambda _obs: held, seed=0, max_steps=10) == pytest.approx(-1.6)
+    env.close()
+    reward.close()
