@@ -120,3 +120,50 @@ def test_the_examples_constant_action_search_finds_a_known_optimum(criteria):
     assert ant_raise_leg.episode_score(env, reward, lambda _obs: held, seed=0, max_steps=10) == pytest.approx(-1.6)
     env.close()
     reward.close()
+
+
+def test_reward_model_pearson_compares_with_the_criterion_the_teacher_judges_by(criteria, rng):
+    """With a behaviour teacher, ``reward_model/pearson`` is r̂'s correlation with the criterion over the newest
+    transitions, not with the environment's reward (here its negative, so the two have opposite signs: checked,
+    the old metric read -0.86 for this learned reward)."""
+    import torch
+
+    from rlhf.feedback import pearson
+    from rlhf.feedback_loop import FeedbackLoop, SessionConfig
+    from rlhf.preferences import PreferenceDataset
+    from rlhf.reward_model import RewardEnsemble, predict_rewards
+    from rlhf.reward_training import RewardTrainingConfig
+
+    def with_true_reward_against_the_criterion(seg):
+        seg.true_rewards = np.where(seg.mask, -2.0 * seg.obs[..., 0], 0).astype(np.float32)
+        return seg
+
+    class Data:
+        newest_seen = None
+
+        def select(self, n, candidates, length, strategy, rng_):
+            return (with_true_reward_against_the_criterion(segments(rng, n)),
+                    with_true_reward_against_the_criterion(segments(rng, n)))  # fmt: skip
+
+        def newest(self, n):
+            self.newest_seen = with_true_reward_against_the_criterion(segments(rng, 8, H=50))
+            self.newest_seen.mask[:] = True
+            return self.newest_seen
+
+        def reward_updated(self, updates):
+            pass
+
+    criterion = CustomReward(f"{criteria}:first_coordinate", "-")
+    teacher = SimulatedAnswers(SimulatedTeacher(rng), "simulated:x", criterion)
+    assert teacher.criterion is criterion
+    cfg = SessionConfig(128, 1, 6, "uniform", 0.0, None, RewardTrainingConfig(epochs=30), wait=False, timeout=0.0)
+    ensemble = RewardEnsemble(3, 2, members=1, hidden_dim=16, hidden_layers=1)
+    logged: list[dict] = []
+    data = Data()
+    loop = FeedbackLoop(cfg, np.array([0]), teacher, ensemble, torch.optim.Adam(ensemble.parameters(), lr=1e-2),
+                        PreferenceDataset(6, 3, 2, 5), data, rng, log_scalars=lambda m, s: logged.append(m))  # fmt: skip
+    assert loop.step(0)
+    seen = data.newest_seen
+    mean, _ = predict_rewards(ensemble, seen.obs.reshape(-1, 3), seen.actions.reshape(-1, 2))
+    assert logged[-1]["reward_model/pearson"] == pytest.approx(pearson(mean, 2.0 * seen.obs[..., 0].reshape(-1)))
+    assert logged[-1]["reward_model/pearson"] > 0.8 and pearson(mean, seen.true_rewards.reshape(-1)) < -0.8

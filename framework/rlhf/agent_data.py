@@ -18,6 +18,7 @@ from rlhf.queries import Strategy, select_from_reward_cache, select_queries
 from rlhf.replay import ReplayBuffer
 from rlhf.reward_model import RewardEnsemble, predict_member_rewards
 from rlhf.rollout import RolloutWindow
+from rlhf.segments import Segments
 
 # New transitions get the current ensemble's r̂ in batches of this many: one batched network call instead of one
 # per step. Until then SAC samples only the older, labelled transitions (the newest < 64 wait a few steps).
@@ -37,9 +38,8 @@ class ReplayData:
         self.rb.relabel_pending(self.reward_fn)  # the cache then holds the current ensemble's r̂ for every step
         return select_from_reward_cache(self.rb, n, candidates, length, strategy, rng)
 
-    def newest(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        order = self.rb.chronological()[-n:]
-        return self.rb.obs[order], self.rb.actions[order], self.rb.true_rewards[order]
+    def newest(self, n: int) -> Segments:
+        return self.rb.newest_segment(n)
 
     def reward_updated(self, updates: int) -> None:
         self.rb.relabel(self.reward_fn)
@@ -58,11 +58,10 @@ class WindowData:
         self.window, self.ensemble, self.after_first_update = window, ensemble, after_first_update
         self.select = functools.partial(select_queries, window, ensemble)
 
-    def newest(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        per_env = max(1, n // len(self.window.buffers))
-        parts = [(rb.obs[o], rb.actions[o], rb.true_rewards[o])
-                 for rb in self.window.buffers for o in [rb.chronological()[-per_env:]]]  # fmt: skip
-        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+    def newest(self, n: int) -> Segments:
+        """One segment per sub-environment, of its newest n / N transitions (the envs step in lockstep)."""
+        per_env = min(max(1, n // len(self.window.buffers)), *(rb.size for rb in self.window.buffers))
+        return Segments.concatenate([rb.newest_segment(per_env) for rb in self.window.buffers])
 
     def reward_updated(self, updates: int) -> None:
         if updates == 1:

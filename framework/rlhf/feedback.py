@@ -65,6 +65,11 @@ class SimulatedAnswers:
         answered, self._answered = self._answered, []
         return answered
 
+    @property
+    def criterion(self):
+        """What it judges by in place of the true rewards (``rewards``; None: the true rewards)."""
+        return self.rewards
+
     def close(self) -> None:
         if self.rewards is not None:
             self.rewards.close()

@@ -20,9 +20,11 @@ Metrics, one meaning each (logged at every reward update, at the step of the upd
   statistics of the run (human teacher only; rlhf.labeller_quality).
 - ``reward_model/{train,val}_{loss,accuracy}``, ``reward_model/epochs``: of the ensemble-mean logit on the kept
   labels, after training (rlhf.reward_training).
-- ``reward_model/pearson``: Pearson correlation between the ensemble-mean r̂ and the true reward over the agent's
-  newest :data:`METRIC_TRANSITIONS` transitions, right after the update; ``reward_model/ensemble_std``: the mean
-  over the same transitions of the std of r̂ across members.
+- ``reward_model/pearson``: Pearson correlation between the ensemble-mean r̂ and the reward the teacher judges by
+  over the agent's newest :data:`METRIC_TRANSITIONS` transitions, right after the update: the environment's true
+  reward, or a behaviour teacher's criterion (``--teacher-sim-reward``; scored over those transitions as
+  segments in time order, which may cross episode boundaries); ``reward_model/ensemble_std``: the mean over the
+  same transitions of the std of r̂ across members.
 - ``reward_model/surf_confident_fraction``: fraction of SURF's unlabelled pairs that got a pseudo-label.
 - ``feedback/loaded_labels``: labels loaded from preference datasets (``--preferences-load``) among those trained on.
 
@@ -73,8 +75,8 @@ class AgentData(Protocol):
     ) -> tuple[Segments, Segments]:
         """(segments A, segments B): n pairs chosen by ``strategy`` among ``candidates`` drawn from the buffer."""
 
-    def newest(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """obs (k, o), actions (k, a), true rewards (k,) of the newest k <= n transitions."""
+    def newest(self, n: int) -> Segments:
+        """The newest k <= n transitions, as segments (N, k / N) that may cross episode boundaries (all valid)."""
 
     def reward_updated(self, updates: int) -> None:
         """The ensemble has just been trained (``updates`` times so far): relabel, reset what fit the old reward."""
@@ -198,9 +200,13 @@ class FeedbackLoop:
         metrics = {f"reward_model/{k}": v for k, v in trained.items()}
         if self.surf is not None:
             metrics["reward_model/surf_confident_fraction"] = self.surf.last_confident_fraction
-        obs, actions, true_rewards = self.agent_data.newest(METRIC_TRANSITIONS)
+        newest = self.agent_data.newest(METRIC_TRANSITIONS)
+        obs, actions = newest.obs.reshape(-1, newest.obs.shape[-1]), newest.actions.reshape(-1, newest.actions.shape[-1])
         mean, std = predict_rewards(self.ensemble, obs, actions)
-        metrics["reward_model/pearson"] = pearson(mean, true_rewards)
+        # the reward the teacher judges by: a behaviour teacher's criterion, else the environment's
+        criterion = getattr(self.teacher, "criterion", None)
+        target = newest.true_rewards if criterion is None else criterion(newest)
+        metrics["reward_model/pearson"] = pearson(mean, target.reshape(-1))
         metrics["reward_model/ensemble_std"] = float(std.mean())
         metrics["feedback/session_seconds"] = time.time() - t0
         metrics["feedback/wait_seconds"], self.idle_seconds = self.idle_seconds, 0.0

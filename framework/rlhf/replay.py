@@ -173,6 +173,19 @@ class ReplayBuffer:
         rewards = self.member_rewards[order[np.minimum(steps, last[:, None])]]  # (n, H, M)
         return np.einsum("nhm,nh->mn", rewards, mask.astype(np.float32))
 
+    def newest_segment(self, n: int) -> Segments:
+        """The newest k = min(n, size) transitions as one segment (1, k), oldest first, crossing episode boundaries
+        (a view for metrics over recent data, not a query)."""
+        order = self.chronological()[-n:]
+        return Segments(
+            obs=self.obs[order][None],
+            actions=self.actions[order][None],
+            true_rewards=self.true_rewards[order][None],
+            mask=np.ones((1, len(order)), bool),
+            physics_states=self.physics_states[order][None],
+            next_obs=self.next_obs[order][None],
+        )
+
     def recent(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """True rewards (k,) and member rewards (k, M) of the newest k = min(n, size) relabelled transitions."""
         order = self.chronological()[: self.size - self.pending][-n:]
