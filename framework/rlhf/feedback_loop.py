@@ -201,7 +201,10 @@ class FeedbackLoop:
         if self.surf is not None:
             metrics["reward_model/surf_confident_fraction"] = self.surf.last_confident_fraction
         newest = self.agent_data.newest(METRIC_TRANSITIONS)
-        obs, actions = newest.obs.reshape(-1, newest.obs.shape[-1]), newest.actions.reshape(-1, newest.actions.shape[-1])
+        obs, actions = (
+            newest.obs.reshape(-1, newest.obs.shape[-1]),
+            newest.actions.reshape(-1, newest.actions.shape[-1]),
+        )
         mean, std = predict_rewards(self.ensemble, obs, actions)
         # the reward the teacher judges by: a behaviour teacher's criterion, else the environment's
         criterion = getattr(self.teacher, "criterion", None)
