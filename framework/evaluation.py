@@ -235,13 +235,15 @@ def run_episode(env, policy, seed: int, video: VideoWriter | None, every: int, c
     """(true return, length, criterion return or None) of one episode of the deterministic policy."""
     from rlhf.custom_reward import EpisodeSteps
     from rlhf.envs import get_physics_state
+    from rlhf.video import AgentCamera
 
     obs, _ = env.reset(seed=seed)
     episode_return, length, done = 0.0, 0, False
     steps = EpisodeSteps() if criterion is not None else None
+    camera = AgentCamera.of(env)  # framed at the first episode's reset state, then kept over the agent
     while not done:
         if video is not None and length % every == 0:
-            video.add(env.render())
+            video.add(camera.render())
         action = policy(obs)
         physics = get_physics_state(env) if steps is not None else None
         next_obs, reward, terminated, truncated, _ = env.step(action)
@@ -252,7 +254,7 @@ def run_episode(env, policy, seed: int, video: VideoWriter | None, every: int, c
         length += 1
         done = terminated or truncated
     if video is not None:
-        video.add(env.render())  # the final state
+        video.add(camera.render())  # the final state
         video.close()
     return episode_return, length, None if steps is None else float(criterion(steps.segment()).sum())
 

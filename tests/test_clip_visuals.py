@@ -52,3 +52,59 @@ def test_light_clips_use_the_clip_settings_and_show_the_same_scene(env_id):
     assert moved_a.sum() > 20 and overlap > 0.8
     # and they follow the stored states: consecutive frames of a moving body differ
     assert np.abs(a[0] - a[-1]).mean() > 0.3
+
+
+def _moved(env_id: str, root_x: int, xs) -> np.ndarray:
+    """The reset state with the root's x coordinate (qpos index ``root_x``) set to each of ``xs``."""
+    import mujoco
+
+    env = make_env(env_id, seed=0)
+    env.reset(seed=0)
+    model, data = mujoco_handles(env)
+    out = []
+    for x in xs:
+        data.qpos[root_x] = x
+        mujoco.mj_forward(model, data)
+        out.append(get_physics_state(env))
+    env.close()
+    return np.stack(out).astype(np.float32)
+
+
+def _agent_pixels(frame: np.ndarray) -> int:
+    """Pixels of the bodies' warm colours (Hopper's brown, the walker's tan); floor, sky and grid are grey or blue."""
+    rgb = frame.astype(np.int16)
+    return int(((rgb[..., 0] - rgb[..., 2]) > 40).sum())
+
+
+@pytest.mark.parametrize(
+    ("env_id", "root_x"), [("Hopper-v5", 0), ("HalfCheetah-v5", 0), ("dm_control/walker-walk-v0", 1)]
+)
+def test_clips_keep_a_travelling_agent_in_the_picture(env_id, root_x):
+    """A state 3 m and 8 m down the track shows the agent as the reset state does. Gymnasium 1.4's free camera and
+    DM Control's default camera (-1) stay at the start: before rlhf.video.AgentCamera and camera 0, these frames
+    were an empty floor (checked: 0 agent pixels at 3 m for Hopper and walker-walk)."""
+    renderer = SegmentRenderer(env_id, 96, 96)
+    try:
+        frames = renderer.frames(_moved(env_id, root_x, (0.0, 3.0, 8.0)), np.ones(3, bool))
+    finally:
+        renderer.close()
+    at_start = _agent_pixels(frames[0])
+    assert at_start > 50
+    for frame in frames[1:]:
+        assert _agent_pixels(frame) > 0.7 * at_start, [_agent_pixels(f) for f in frames]
+
+
+def test_a_fixed_scene_keeps_its_camera():
+    """The pendulum's camera does not move with the cart (nothing roams: tracked_body is None)."""
+    from rlhf.video import AgentCamera
+
+    env = make_env("InvertedPendulum-v5", seed=0, render_mode="rgb_array", width=32, height=32)
+    env.reset(seed=0)
+    camera = AgentCamera.of(env)
+    assert camera.body is None and AgentCamera.of(env) is camera
+    camera.render()
+    lookat = env.unwrapped.mujoco_renderer.viewer.cam.lookat.copy()
+    env.step(env.action_space.high)
+    camera.render()
+    np.testing.assert_array_equal(env.unwrapped.mujoco_renderer.viewer.cam.lookat, lookat)
+    env.close()

@@ -51,7 +51,7 @@ def _bounds(low: np.ndarray, high: np.ndarray, unlimited: bool) -> str:
     return text + (" (unlimited in the task)" if unlimited else "")
 
 
-def _live_frame(env) -> np.ndarray:
+def _live_frame(env, camera) -> np.ndarray:
     """The frame of the current state. Gymnasium's MuJoCo envs end a step with mj_step, which computes the body
     poses before integrating, so their kinematics lag qpos by one substep (gymnasium/envs/mujoco/mujoco_env.py,
     do_simulation; HalfCheetah's frame differed from its re-render by 1.06 on average); dm_control recomputes
@@ -61,7 +61,7 @@ def _live_frame(env) -> np.ndarray:
     from rlhf.envs import mujoco_handles
 
     mujoco.mj_forward(*mujoco_handles(env))
-    return env.render().copy()
+    return camera.render().copy()  # rlhf.video.AgentCamera, as the re-render's
 
 
 def check_env(env_id: str, size: int = 48, steps: int = 20) -> EnvStatus:
@@ -69,7 +69,7 @@ def check_env(env_id: str, size: int = 48, steps: int = 20) -> EnvStatus:
     actions, and re-render the state stored in each episode in a separate renderer (as query clips are made),
     comparing it with the frame rendered live. Never raises: a failure is reported in the status."""
     from rlhf.envs import _has_unlimited_actions, env_info, get_physics_state, make_env
-    from rlhf.video import SegmentRenderer
+    from rlhf.video import AgentCamera, SegmentRenderer
 
     t0 = time.perf_counter()
     status = EnvStatus(env_id, ok=False)
@@ -82,7 +82,8 @@ def check_env(env_id: str, size: int = 48, steps: int = 20) -> EnvStatus:
         status.bounds = _bounds(info.action_low, info.action_high, _has_unlimited_actions(raw_space))
         stored, live = [], []
         env.reset(seed=0)
-        env.render()  # frames the camera at the reset state, as SegmentRenderer does
+        camera = AgentCamera.of(env)
+        camera.render()  # frames the camera at the reset state, as SegmentRenderer does
         for episode in range(2):
             if episode:
                 env.reset()
@@ -92,14 +93,14 @@ def check_env(env_id: str, size: int = 48, steps: int = 20) -> EnvStatus:
                     raise ValueError(f"non-finite observation or reward at step {t} of episode {episode}")
                 if t == steps - 1:  # a state in the middle of the episode
                     stored.append(get_physics_state(env).astype(np.float32))  # as the buffers keep it
-                    live.append(_live_frame(env))
+                    live.append(_live_frame(env, camera))
                 if terminated or truncated:
                     break
             if episode == 0 and not (terminated or truncated):
                 raise ValueError(f"the first episode did not end within {info.max_episode_steps} steps")
             if len(stored) <= episode:  # an episode that ended before `steps`: its last state
                 stored.append(get_physics_state(env).astype(np.float32))
-                live.append(_live_frame(env))
+                live.append(_live_frame(env, camera))
         env.close()
         renderer = SegmentRenderer(env_id, size, size, light=False)  # the suite's visuals, as live
         try:

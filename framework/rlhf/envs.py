@@ -203,6 +203,11 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
         env = gym.make(env_id, **kwargs)
     except Exception as e:  # a listed id that does not build on this machine: one line, not a traceback
         raise ConfigError(f"--env-id {env_id!r} cannot be built: {type(e).__name__}: {e}") from e
+    if dm_control and render_mode is not None and env.unwrapped.physics.model.ncam > 0:
+        # DM Control renders its free camera (-1) unless told otherwise, which stays where the walker started;
+        # camera 0 is each suite task's own view, and follows the locomotion tasks' bodies (e.g. walker.xml's
+        # "side" camera, mode="trackcom"), as in the suite's own videos
+        env.unwrapped.render_kwargs["camera_id"] = 0
     episode_model, finite_actions = _wrappers()
     env = episode_model(env, reseed=dm_control)
     if isinstance(env.observation_space, gym.spaces.Dict):

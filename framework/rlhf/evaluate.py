@@ -23,14 +23,17 @@ def run_episodes(
     when None) when the env renders rgb arrays (for videos); rendering only those frames keeps software-rendered
     evaluation videos affordable.
     """
+    from rlhf.video import AgentCamera
+
     returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         done = False
         recorder = on_frame if record_episodes is None or i < record_episodes else None
+        camera = AgentCamera.of(env) if recorder is not None else None  # kept over the agent as it travels
         while not done:
-            if recorder is not None and lengths[i] % frame_every == 0:
-                recorder(i, env.render())
+            if recorder is not None and camera is not None and lengths[i] % frame_every == 0:
+                recorder(i, camera.render())
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
             returns[i] += float(reward)
             lengths[i] += 1

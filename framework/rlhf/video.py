@@ -14,6 +14,7 @@ import os
 import queue
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,64 @@ def use_clip_visuals(env) -> None:
     model.mat_reflectance[:] = 0.0
 
 
+def tracked_body(env) -> int | None:
+    """The body a Gymnasium MuJoCo env's camera should follow: its camera configuration's ``trackbodyid`` (Hopper,
+    Walker2d, Humanoid), else a root body that roams (a free joint or two slide joints: Ant, HalfCheetah, Swimmer);
+    None for a fixed scene (the pendulums, Reacher, Pusher) and for envs without Gymnasium's renderer (DM Control's
+    own cameras track their walkers)."""
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    if renderer is None:
+        return None
+    import mujoco
+
+    body = (renderer.default_cam_config or {}).get("trackbodyid")
+    if body is not None:
+        return int(body) if body > 0 else None
+    model = env.unwrapped.model
+    root = [model.jnt_type[j] for j in range(model.njnt) if model.jnt_bodyid[j] == 1]
+    roams = mujoco.mjtJoint.mjJNT_FREE in root or root.count(mujoco.mjtJoint.mjJNT_SLIDE) >= 2
+    return 1 if model.nbody > 1 and roams else None
+
+
+class AgentCamera:
+    """Renders an env's frames with the camera kept over the agent.
+
+    Gymnasium 1.4 applies a model's tracking configuration (``trackbodyid``) to a free camera, which MuJoCo never
+    moves: its renderer resolves no camera to -1, and ``OffScreenViewer.render`` makes the camera
+    ``mjCAMERA_FREE`` for every frame (gymnasium/envs/mujoco/mujoco_rendering.py). An agent that travels leaves the
+    picture: measured here, a Hopper placed at x = 3 m rendered as an empty floor, in labelling clips and in
+    evaluation videos alike. So the first rendered frame fixes the framing (the camera's distance, angles and
+    look-at point relative to the tracked body, :func:`tracked_body`), and before every later frame the look-at
+    point moves horizontally with that body; its height stays, so the picture does not bob with each hop. One per
+    env (:meth:`of`): the framing is the env's first frame's, whichever episode is rendered later."""
+
+    _cameras: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __init__(self, env):
+        self.env, self.body = env, tracked_body(env)
+        self.offset: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, env) -> AgentCamera:
+        """The env's camera (made on first use)."""
+        camera = cls._cameras.get(env.unwrapped)
+        if camera is None or camera.env is not env:
+            camera = cls._cameras[env.unwrapped] = cls(env)
+        return camera
+
+    def render(self) -> np.ndarray:
+        if self.body is None:
+            return self.env.render()
+        renderer = self.env.unwrapped.mujoco_renderer
+        position = self.env.unwrapped.data.xpos[self.body]
+        if self.offset is None:
+            frame = self.env.render()  # creates the viewer, framed by the env's own camera configuration
+            self.offset = renderer.viewer.cam.lookat[:2] - position[:2]
+            return frame
+        renderer.viewer.cam.lookat[:2] = position[:2] + self.offset
+        return self.env.render()
+
+
 class SegmentRenderer:
     """One reusable offscreen environment that renders stored physics states (not thread-safe: one per thread).
 
@@ -98,6 +157,7 @@ class SegmentRenderer:
         self.env = make_env(env_id, seed=0, render_mode="rgb_array", width=width, height=height)
         self.light = light
         self.env.reset(seed=0)
+        self.camera = AgentCamera.of(self.env)
         self._visuals()
         # Gymnasium's MuJoCo renderer aims its free camera (Ant, HalfCheetah, Swimmer, the pendulums, Pusher,
         # Reacher) at the median geom position of the state it first renders
@@ -126,7 +186,7 @@ class SegmentRenderer:
         viewer = getattr(getattr(self.env.unwrapped, "mujoco_renderer", None), "viewer", None)
         if viewer is not None:
             viewer.make_context_current()
-        return self.env.render()
+        return self.camera.render()
 
     def _visuals(self) -> None:
         # After the reset, and after every state set: a DM Control manipulation task recompiles its model when
