@@ -103,13 +103,13 @@ def test_a_bad_criterion_is_one_line_and_exit_2(tmp_path, criteria, capsys, spec
 def test_the_examples_constant_action_search_finds_a_known_optimum(criteria):
     """examples/ant_raise_leg.py's cross-entropy search, on a criterion whose best constant action is known (first
     coordinate 0.5, the others free), finds it; its episode score is the criterion's sum over the steps."""
-    import sys
+    import importlib.util
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
-    try:
-        import ant_raise_leg
-    finally:
-        sys.path.pop(0)
+    spec = importlib.util.spec_from_file_location(
+        "ant_raise_leg", Path(__file__).parents[1] / "examples" / "ant_raise_leg.py"
+    )
+    ant_raise_leg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ant_raise_leg)
     from rlhf.envs import make_env
 
     env = make_env("Ant-v5", seed=0)
