@@ -209,7 +209,9 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     (run_dir,) = tmp_path.iterdir()
     step = load_state(run_dir / "checkpoints" / "final")["step"]
-    assert 300 <= step < 1500
+    # 299 when the signal lands inside the exploration save that ends step index 299 (seen in CI under load): the
+    # steps completed are then 299, and the resumed run repeats that last exploration step and its save
+    assert 299 <= step < 1500
     resumed = run(script("sac_rlhf", "--resume", str(run_dir), "--no-progress-bar"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load_state(run_dir / "checkpoints" / "final")["step"] == 1500
