@@ -82,20 +82,25 @@ class EvaluationError(RuntimeError):
 
 
 def resolve_checkpoint(path_to_model: str) -> tuple[Path, Path]:
-    """(checkpoint path without suffix, run directory) for a checkpoint path or a run directory."""
+    """(checkpoint path without suffix, run directory) for a checkpoint path or a run directory. A run directory
+    means its ``checkpoints/final``; one without it (a run still going, or killed) its newest periodic checkpoint,
+    ``checkpoints/resume/state``."""
     path = Path(path_to_model).expanduser().resolve()
-    if path.is_dir():
+    if path.is_dir() and (path / "state.json").is_file():  # a resume bundle: <run>/checkpoints/resume
+        path = path / "state"
+    elif path.is_dir():
         ckpt_dir = path / "checkpoints"
-        if (ckpt_dir / "final.json").is_file():
-            return ckpt_dir / "final", path
-        candidates = sorted(ckpt_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if ckpt_dir.is_dir() else []
-        if not candidates:
-            raise EvaluationError(f"--path-to-model {path_to_model}: a directory with no checkpoints/final.json")
-        return candidates[-1].with_suffix(""), path  # the newest checkpoint of an interrupted run
+        for candidate in (ckpt_dir / "final", ckpt_dir / "resume" / "state"):
+            if candidate.with_suffix(".json").is_file():
+                return candidate, path
+        raise EvaluationError(f"--path-to-model {path_to_model}: a directory with no checkpoints/final.json")
     if path.suffix in (".json", ".safetensors"):
         path = path.with_suffix("")
     if not path.with_suffix(".json").exists():
         raise EvaluationError(f"--path-to-model {path_to_model}: no checkpoint {path.with_suffix('.json')}")
+    parents = [p.name for p in path.parents[:2]]
+    if parents == ["resume", "checkpoints"]:
+        return path, path.parents[2]
     run_dir = path.parent.parent if path.parent.name in ("checkpoints", "exploration") else path.parent
     return path, run_dir
 

@@ -20,7 +20,7 @@ from script_runs import TINY_SAC_RLHF, argv, run_in_process
 from test_pref_ppo_labels import TINY_PREF_PPO
 
 from rlhf.agent import SAC, SACConfig
-from rlhf.checkpoint import save_state
+from rlhf.checkpoint import load_state, save_state
 from rlhf.evaluate import summary
 from rlhf.ppo_agent import PPOAgent
 
@@ -272,6 +272,24 @@ def test_path_resolution(tmp_path):
         evaluation.resolve_checkpoint(str(tmp_path / "missing"))
     with pytest.raises(evaluation.EvaluationError, match="no checkpoints/final.json"):
         evaluation.resolve_checkpoint(str(tmp_path))
+
+
+def test_a_run_still_going_is_evaluated_from_its_periodic_checkpoint_with_its_own_flags(tmp_path):
+    """A run with no final checkpoint yet (running, or killed) means its checkpoints/resume bundle, whose state has no
+    flags: they come from the run's args.json (before, the bundle's own folder was taken for the run directory, so
+    a behaviour teacher's criterion went unscored and a bare run directory was refused)."""
+    run_dir = fake_sac_checkpoint(tmp_path / "run")
+    checkpoints = run_dir / "checkpoints"
+    state = checkpoints / "resume" / "state"
+    state.parent.mkdir()
+    final = load_state(checkpoints / "final")
+    save_state(state, {k: v for k, v in final.items() if k != "args"})  # a resume bundle's state has no flags
+    for suffix in (".json", ".safetensors"):
+        (checkpoints / "final").with_suffix(suffix).unlink()
+    for given in (run_dir, state.parent, state, state.with_suffix(".json")):
+        assert evaluation.resolve_checkpoint(str(given)) == (state, run_dir)
+    (run_dir / "args.json").write_text(json.dumps({"env_id": "Hopper-v5", "teacher_sim_reward": "m:f"}))
+    assert evaluation.load_checkpoint(state, run_dir)["args"]["teacher_sim_reward"] == "m:f"
 
 
 def test_model_that_does_not_fit_the_environment_is_a_clear_error(tmp_path):
