@@ -86,23 +86,20 @@ def resolve_checkpoint(path_to_model: str) -> tuple[Path, Path]:
     means its ``checkpoints/final``; one without it (a run still going, or killed) its newest periodic checkpoint,
     ``checkpoints/resume/state``."""
     path = Path(path_to_model).expanduser().resolve()
-    if path.is_dir() and (path / "state.json").is_file():  # a resume bundle: <run>/checkpoints/resume
-        path = path / "state"
-    elif path.is_dir():
-        ckpt_dir = path / "checkpoints"
-        for candidate in (ckpt_dir / "final", ckpt_dir / "resume" / "state"):
+    if path.is_dir() and not (path / "state.json").is_file():  # a run directory (not a resume bundle)
+        for candidate in (path / "checkpoints" / "final", path / "checkpoints" / "resume" / "state"):
             if candidate.with_suffix(".json").is_file():
                 return candidate, path
         raise EvaluationError(f"--path-to-model {path_to_model}: a directory with no checkpoints/final.json")
-    if path.suffix in (".json", ".safetensors"):
+    if path.is_dir():  # a resume bundle
+        path = path / "state"
+    elif path.suffix in (".json", ".safetensors"):
         path = path.with_suffix("")
     if not path.with_suffix(".json").exists():
         raise EvaluationError(f"--path-to-model {path_to_model}: no checkpoint {path.with_suffix('.json')}")
-    parents = [p.name for p in path.parents[:2]]
-    if parents == ["resume", "checkpoints"]:
-        return path, path.parents[2]
-    run_dir = path.parent.parent if path.parent.name in ("checkpoints", "exploration") else path.parent
-    return path, run_dir
+    # <run>/checkpoints/final, <run>/exploration/agent, <run>/checkpoints/resume/state; elsewhere, the file's folder
+    folder = path.parent.parent if path.parent.name == "resume" else path.parent
+    return path, folder.parent if folder.name in ("checkpoints", "exploration") else folder
 
 
 def load_checkpoint(ckpt: Path, run_dir: Path) -> dict:

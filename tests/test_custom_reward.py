@@ -12,7 +12,7 @@ from script_runs import argv
 from test_pref_dataset import segments
 from test_pref_ppo_labels import TINY_PREF_PPO
 
-from rlhf.custom_reward import CustomReward
+from rlhf.custom_reward import CustomReward, load_reward_function
 from rlhf.feedback import SimulatedAnswers
 from rlhf.teacher import SimulatedTeacher
 
@@ -103,21 +103,17 @@ def test_a_bad_criterion_is_one_line_and_exit_2(tmp_path, criteria, capsys, spec
 def test_the_examples_constant_action_search_finds_a_known_optimum(criteria):
     """examples/ant_raise_leg.py's cross-entropy search, on a criterion whose best constant action is known (first
     coordinate 0.5, the others free), finds it; its episode score is the criterion's sum over the steps."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "ant_raise_leg", Path(__file__).parents[1] / "examples" / "ant_raise_leg.py"
-    )
-    ant_raise_leg = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ant_raise_leg)
+    example = Path(__file__).parents[1] / "examples" / "ant_raise_leg.py"
+    best_constant_action = load_reward_function(f"{example}:best_constant_action")
+    episode_score = load_reward_function(f"{example}:episode_score")
     from rlhf.envs import make_env
 
     env = make_env("Ant-v5", seed=0)
     reward = CustomReward(f"{criteria}:first_action_near_half", "Ant-v5")
-    action = ant_raise_leg.best_constant_action(env, reward, iterations=5, population=20, elite=5, horizon=5)
+    action = best_constant_action(env, reward, iterations=5, population=20, elite=5, horizon=5)
     assert abs(action[0] - 0.5) < 0.1, action
     held = np.full(env.action_space.shape, 0.9, np.float32)
-    assert ant_raise_leg.episode_score(env, reward, lambda _obs: held, seed=0, max_steps=10) == pytest.approx(-1.6)
+    assert episode_score(env, reward, lambda _obs: held, seed=0, max_steps=10) == pytest.approx(-1.6)
     env.close()
     reward.close()
 
