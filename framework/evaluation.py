@@ -235,9 +235,9 @@ def video_rate(env) -> tuple[int, float]:
 
 def run_episode(env, policy, seed: int, video: VideoWriter | None, every: int, criterion=None):
     """(true return, length, criterion return or None) of one episode of the deterministic policy."""
+    from rlhf.camera import AgentCamera
     from rlhf.custom_reward import EpisodeSteps
     from rlhf.envs import get_physics_state
-    from rlhf.video import AgentCamera
 
     obs, _ = env.reset(seed=seed)
     episode_return, length, done = 0.0, 0, False

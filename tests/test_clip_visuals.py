@@ -81,7 +81,7 @@ def _agent_pixels(frame: np.ndarray) -> int:
 )
 def test_clips_keep_a_travelling_agent_in_the_picture(env_id, root_x):
     """A state 3 m and 8 m down the track shows the agent as the reset state does. Gymnasium 1.4's free camera and
-    DM Control's default camera (-1) stay at the start: before rlhf.video.AgentCamera and camera 0, these frames
+    DM Control's default camera (-1) stay at the start: before rlhf.camera.AgentCamera and camera 0, these frames
     were an empty floor (checked: 0 agent pixels at 3 m for Hopper and walker-walk)."""
     renderer = SegmentRenderer(env_id, 96, 96)
     try:
@@ -96,7 +96,7 @@ def test_clips_keep_a_travelling_agent_in_the_picture(env_id, root_x):
 
 def test_a_fixed_scene_keeps_its_camera():
     """The pendulum's camera does not move with the cart (nothing roams: tracked_body is None)."""
-    from rlhf.video import AgentCamera
+    from rlhf.camera import AgentCamera
 
     env = make_env("InvertedPendulum-v5", seed=0, render_mode="rgb_array", width=32, height=32)
     env.reset(seed=0)

@@ -61,15 +61,16 @@ def _live_frame(env, camera) -> np.ndarray:
     from rlhf.envs import mujoco_handles
 
     mujoco.mj_forward(*mujoco_handles(env))
-    return camera.render().copy()  # rlhf.video.AgentCamera, as the re-render's
+    return camera.render().copy()  # rlhf.camera.AgentCamera, as the re-render's
 
 
 def check_env(env_id: str, size: int = 48, steps: int = 20) -> EnvStatus:
     """Build ``env_id``, run its first episode to the end and a second one for ``steps`` steps with random
     actions, and re-render the state stored in each episode in a separate renderer (as query clips are made),
     comparing it with the frame rendered live. Never raises: a failure is reported in the status."""
+    from rlhf.camera import AgentCamera
     from rlhf.envs import _has_unlimited_actions, env_info, get_physics_state, make_env
-    from rlhf.video import AgentCamera, SegmentRenderer
+    from rlhf.video import SegmentRenderer
 
     t0 = time.perf_counter()
     status = EnvStatus(env_id, ok=False)

@@ -23,7 +23,7 @@ def run_episodes(
     when None) when the env renders rgb arrays (for videos); rendering only those frames keeps software-rendered
     evaluation videos affordable.
     """
-    from rlhf.video import AgentCamera
+    from rlhf.camera import AgentCamera
 
     returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
     for i in range(episodes):
