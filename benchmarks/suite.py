@@ -362,6 +362,13 @@ def is_done(tier_dir: Path, cell: Cell) -> bool:
     return (tier_dir / f"{cell.name}.csv").is_file() and (tier_dir / f"{cell.name}.json").is_file()
 
 
+def cells_to_run(tier_dir: Path, grid: list[Cell]) -> list[Cell]:
+    """The grid's unfinished cells in the order they start: those with a checkpoint first (the steps already paid
+    for become a finished result soonest), then the rest in grid order (seed-major)."""
+    todo = [c for c in grid if not is_done(tier_dir, c)]
+    return sorted(todo, key=lambda c: resumable_run(tier_dir / "runs" / c.name) is None)
+
+
 def adopt_published(tier_dir: Path, grid: list[Cell], published: Path | None = None) -> list[str]:
     """Copy the published result of every cell that ``tier_dir`` has not finished into it (``--continue-published``),
     so that it counts as done; return their names. A cell's unfinished run in ``tier_dir`` is left where it is."""
@@ -442,7 +449,7 @@ def run_tier(
     grid = [c for c in cells(tier) if only is None or c.env_id in only]
     if adopt and (adopted := adopt_published(tier_dir, grid)):
         tqdm.write(f"{len(adopted)} cell(s) published in {PUBLISHED / tier.name} count as done")
-    todo = [c for c in grid if not is_done(tier_dir, c)]
+    todo = cells_to_run(tier_dir, grid)
     random_policy_returns(tier, tier_dir)
     for c in grid:  # cells finished by a runner that did not write the reward-model file yet
         runs = run_dirs(tier_dir / "runs" / c.name)

@@ -54,6 +54,22 @@ def test_grids_are_fixed_and_complete():
         assert flags <= names, (c.name, flags - names)
 
 
+def test_checkpointed_cells_start_before_fresh_ones_and_finished_ones_not_at_all(tmp_path):
+    grid = suite.cells(suite.MEDIUM)[:6]  # seed 1: Hopper SAC, PEBBLE; Walker2d SAC, PEBBLE; HalfCheetah ...
+    for done in grid[:1]:
+        (tmp_path / f"{done.name}.csv").write_text("step,eval_return,labels,wall_seconds\n")
+        (tmp_path / f"{done.name}.json").write_text("{}")
+    for started in (grid[3], grid[5]):  # a run directory with a periodic checkpoint
+        run = tmp_path / "runs" / started.name / "run-1"
+        (run / "checkpoints" / "resume").mkdir(parents=True)
+        (run / "args.json").write_text("{}")
+    unstarted = tmp_path / "runs" / grid[2].name / "run-1"  # a run that died before its first checkpoint
+    unstarted.mkdir(parents=True)
+    (unstarted / "args.json").write_text("{}")
+    order = suite.cells_to_run(tmp_path, grid)
+    assert [c.name for c in order] == [grid[i].name for i in (3, 5, 1, 2, 4)]
+
+
 def run_driver(tmp_path: Path, steps: int, *extra: str) -> subprocess.Popen:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER.format(steps=steps))
