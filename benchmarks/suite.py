@@ -18,6 +18,11 @@ which saves a checkpoint first. With ``--publish`` each finished cell's files ar
 folder first), so a campaign continues on a machine whose results folder is new or lost; without it every cell
 is run, which is how the published numbers are regenerated.
 
+Several runners may share one results folder (the array tasks of ``slurm/suite.sbatch``, or two machines on a
+shared filesystem): a runner holds a lock on each cell it runs (``runs/<cell>.lock``, an ``flock`` kept by the cell's
+process too), so a cell runs in one place at a time; the others skip it, and whoever runs next after a stop
+continues it from its checkpoint.
+
 Seeds are fixed lists, chosen before any result was seen and never changed by results.
 """
 
@@ -36,6 +41,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from rlhf.runs import read_scalars, value_at
 
@@ -321,7 +327,7 @@ def write_result(cell: Cell, tier_dir: Path, run_dir: Path, attempts: list[dict]
         "machine": machine(),
         "commit": git_commit(),
     }
-    (tier_dir / f"{cell.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomic(tier_dir / f"{cell.name}.json", json.dumps(meta, indent=2) + "\n")
     write_reward_model(cell, tier_dir, run_dir)
     os.replace(tmp, tier_dir / f"{cell.name}.csv")  # the CSV, written last, marks the cell done
     return rows
@@ -354,8 +360,14 @@ def random_policy_returns(tier: Tier, tier_dir: Path) -> dict[str, dict]:
             "episodes": RANDOM_POLICY_EPISODES,
             "seed": 0,
         }
-        path.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+        write_atomic(path, json.dumps(known, indent=2, sort_keys=True) + "\n")  # runners may share the folder
     return known
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def is_done(tier_dir: Path, cell: Cell) -> bool:
@@ -388,13 +400,41 @@ def adopt_published(tier_dir: Path, grid: list[Cell], published: Path | None = N
 # ---- the runner ----------------------------------------------------------------------------------------------------
 
 
+def lock_cell(tier_dir: Path, cell: Cell) -> IO[bytes] | None:
+    """An exclusive lock on the cell (an ``flock`` on ``runs/<cell>.lock``), or None while another runner holds it.
+    The kernel drops the lock when every process holding the file has exited, so no stale lock outlives a crash."""
+    import fcntl
+
+    f = open(tier_dir / "runs" / f"{cell.name}.lock", "ab")  # noqa: SIM115 (held for the cell's lifetime)
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
+def held_elsewhere(tier_dir: Path, cell: Cell) -> bool:
+    if not (tier_dir / "runs" / f"{cell.name}.lock").is_file():
+        return False
+    lock = lock_cell(tier_dir, cell)
+    if lock is None:
+        return True
+    lock.close()
+    return False
+
+
 class Running:
-    def __init__(self, cell: Cell, proc: subprocess.Popen, log, resumed: bool):
-        self.cell, self.proc, self.log, self.resumed = cell, proc, log, resumed
+    def __init__(self, cell: Cell, proc: subprocess.Popen, log, resumed: bool, lock: IO[bytes]):
+        self.cell, self.proc, self.log, self.resumed, self.lock = cell, proc, log, resumed, lock
         self.started = time.time()
 
+    def close(self) -> None:
+        self.log.close()
+        self.lock.close()  # the cell's process has exited: the lock is free for another runner
 
-def start(cell: Cell, tier_dir: Path, threads: int, resume: bool) -> Running:
+
+def start(cell: Cell, tier_dir: Path, threads: int, resume: bool, lock: IO[bytes]) -> Running:
     cell_runs = tier_dir / "runs" / cell.name
     resumes = script_resumes(cell.script)
     run_dir = resumable_run(cell_runs) if resume and resumes else None
@@ -412,15 +452,18 @@ def start(cell: Cell, tier_dir: Path, threads: int, resume: bool) -> Running:
     log = open(tier_dir / "runs" / f"{cell.name}.log", "a")  # noqa: SIM115 (closed when the cell's process ends)
     log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if run_dir else 'start'}: {argv}\n")
     log.flush()
-    # its own session: a Ctrl-C at the terminal reaches the runner only, which stops each cell once, with SIGTERM
+    # its own session: a Ctrl-C at the terminal reaches the runner only, which stops each cell once, with SIGTERM.
+    # The cell's process keeps the lock's file open too: if the runner dies first, the cell stays locked until
+    # its process exits.
     proc = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "framework" / cell.script), *argv],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
         start_new_session=True,
+        pass_fds=(lock.fileno(),),
     )
-    return Running(cell, proc, log, run_dir is not None)
+    return Running(cell, proc, log, run_dir is not None, lock)
 
 
 def record_attempt(tier_dir: Path, r: Running, code: int) -> list[dict]:
@@ -428,7 +471,7 @@ def record_attempt(tier_dir: Path, r: Running, code: int) -> list[dict]:
     path = tier_dir / "runs" / f"{r.cell.name}.attempts.json"
     history = json.loads(path.read_text()) if path.is_file() else []
     history.append({"resumed": r.resumed, "exit": code, "seconds": round(time.time() - r.started, 1)})
-    path.write_text(json.dumps(history))
+    write_atomic(path, json.dumps(history))
     return history
 
 
@@ -470,6 +513,7 @@ def run_tier(
     )
     running: list[Running] = []
     failed: list[str] = []
+    elsewhere: list[str] = []  # cells another runner on this results folder holds
     steps_done, t0 = 0, time.time()
     steps_left = sum(c.steps for c in todo)
     stop = {"now": False}
@@ -483,14 +527,23 @@ def run_tier(
         while (todo or running) and not stop["now"]:
             while todo and len(running) < workers:
                 cell = todo.pop(0)
-                running.append(start(cell, tier_dir, threads, resume=True))
+                lock = lock_cell(tier_dir, cell)
+                if lock is None or is_done(tier_dir, cell):  # running in another runner, or finished there since
+                    if lock is None:
+                        elsewhere.append(cell.name)
+                    else:
+                        lock.close()
+                    steps_left -= cell.steps
+                    bar.update(1)
+                    continue
+                running.append(start(cell, tier_dir, threads, resume=True, lock=lock))
             time.sleep(1.0)
             for r in list(running):
                 code = r.proc.poll()
                 if code is None:
                     continue
                 running.remove(r)
-                r.log.close()
+                r.close()
                 cell = r.cell
                 history = record_attempt(tier_dir, r, code)
                 runs = run_dirs(tier_dir / "runs" / cell.name)
@@ -526,12 +579,14 @@ def run_tier(
             except subprocess.TimeoutExpired:
                 r.proc.kill()
                 code = r.proc.wait()
-            r.log.close()
             record_attempt(tier_dir, r, code)
+            r.close()
         bar.close()
     if stop["now"]:
         print(f"stopped; {len(running)} running cell(s) checkpointed. Run the same command to continue.")
         return 130
+    if elsewhere:
+        print(f"{len(elsewhere)} cell(s) left to the runner(s) holding them: {', '.join(elsewhere)}")
     if failed:
         print(f"{len(failed)} cell(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -554,6 +609,8 @@ def list_tier(tier: Tier, results: Path, adopt: bool = False) -> None:
             status = "done"
         elif adopt and is_done(PUBLISHED / tier.name, c):
             status = "published"  # done once a run with --continue-published copies it in
+        elif held_elsewhere(tier_dir, c):
+            status = "running"  # by a runner on this results folder
         elif resumable_run(tier_dir / "runs" / c.name):
             status = "checkpointed"
         else:
@@ -580,9 +637,6 @@ def main(argv: list[str] | None = None) -> int:
     tier = TIERS[a.tier]
     if a.workers < 1 or a.threads < 1:
         p.error("--workers and --threads must be >= 1")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if a.workers * a.threads > cores:
-        p.error(f"--workers × --threads ({a.workers * a.threads}) exceeds the {cores} cores available")
     try:
         a.results_dir.expanduser().mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -595,6 +649,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.list:
         list_tier(tier, results, a.continue_published)
         return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if a.workers * a.threads > cores:  # checked only to run: a login node lists a tier for a bigger machine
+        p.error(f"--workers × --threads ({a.workers * a.threads}) exceeds the {cores} cores available")
     if not tier.runnable_on_cpu and not a.force:
         p.error(f"tier {tier.name} is {tier.description}; pass --force to run it anyway")
     only = set(a.env_id) if a.env_id else None

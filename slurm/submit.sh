@@ -6,6 +6,7 @@
 #   slurm/submit.sh sweep --workers 4 --config sweep_config/Hopper-v5.yaml [--study NAME] [--count 5] \
 #       [--max-trials 40] [--storage sweeps/optuna.log] [--runs-dir DIR] [--algorithm sac-rlhf] [--seeds "1 2"] \
 #       [--backend optuna|wandb] [-- FLAGS FOR EVERY RUN]
+#   slurm/submit.sh suite --tasks 8 -- --tier standard --force [--results-dir /shared/dir] [OTHER SUITE FLAGS]
 #
 # Cluster options (partition, account, time limit, GPUs) come from sbatch's own environment variables, e.g.
 #   SBATCH_PARTITION=gpu SBATCH_TIMELIMIT=12:00:00 SBATCH_GPUS=1 slurm/submit.sh array ...
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p slurm/logs
-kind=${1:?usage: slurm/submit.sh array|sweep [options] [-- flags]}
+kind=${1:?usage: slurm/submit.sh array|sweep|suite [options] [-- flags]}
 shift
 read -r -a extra <<< "${SBATCH_EXTRA:-}"
 case "$kind" in
@@ -64,5 +65,19 @@ case "$kind" in
     uv run --frozen python framework/sweep.py "${args[@]}" --check "$@" >/dev/null
     sbatch --parsable --array="0-$(( workers - 1 ))" "${extra[@]}" slurm/sweep.sbatch "${args[@]}" "$@"
     ;;
-  *) echo "submit.sh: the first argument is array or sweep, got $kind" >&2; exit 2 ;;
+  suite)
+    tasks=1
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+      case "$1" in
+        --tasks) tasks=$2; shift 2 ;;
+        *) echo "submit.sh suite: unknown option $1" >&2; exit 2 ;;
+      esac
+    done
+    [ "${1:-}" = "--" ] && shift
+    [ "$tasks" -ge 1 ] 2>/dev/null || { echo "submit.sh suite: --tasks must be a number >= 1, got $tasks" >&2; exit 2; }
+    # check the flags here (and show what is left to run), before anything is queued
+    uv run --frozen python "${CLEANRLHF_SUITE:-benchmarks/suite.py}" "$@" --list >&2
+    sbatch --parsable --array="0-$(( tasks - 1 ))" "${extra[@]}" slurm/suite.sbatch "$@"
+    ;;
+  *) echo "submit.sh: the first argument is array, sweep or suite, got $kind" >&2; exit 2 ;;
 esac

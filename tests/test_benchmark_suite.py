@@ -15,23 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import suite
+from suite_driver import write_driver
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# a tier of one task small enough for seconds per cell: SAC on the true reward and PEBBLE with 10 labels
-DRIVER = """
-import sys
-import suite
-from suite import Task, Tier
-
-tiny = ("--learning-starts", "200", "--evaluation-episodes", "1", "--batch-size", "32",
-        "--actor-and-q-net-hidden-dim", "32", "--log-frequency", "100")
-pebble = ("--total-explore-steps", "300", "--explore-learning-starts", "100", "--trajectory-length", "20",
-          "--teacher-update-epochs", "3", "--reward-net-hidden-dim", "16", "--explore-batch-size", "32")
-suite.TIERS["tiny"] = Tier("tiny", (Task("InvertedPendulum-v5", {steps}, 300, tiny, pebble, 300),),
-                           {{"InvertedPendulum-v5": (10,)}}, (1,), {{10: 5}})
-sys.exit(suite.main(sys.argv[1:]))
-"""
 
 
 def test_grids_are_fixed_and_complete():
@@ -71,8 +57,7 @@ def test_checkpointed_cells_start_before_fresh_ones_and_finished_ones_not_at_all
 
 
 def run_driver(tmp_path: Path, steps: int, *extra: str) -> subprocess.Popen:
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER.format(steps=steps))
+    driver = write_driver(tmp_path / "driver.py", steps)
     argv = [sys.executable, str(driver), "--tier", "tiny", "--workers", "1", "--results-dir", str(tmp_path / "res")]
     env = {**os.environ, "MUJOCO_GL": "egl"}
     return subprocess.Popen([*argv, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -87,6 +72,39 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
             proc.kill()
             raise AssertionError("timed out")
         time.sleep(0.2)
+
+
+def test_a_cell_locked_by_another_runner_is_left_to_it_and_the_lock_outlives_the_runner(tmp_path, capsys):
+    """Runners sharing a results folder: the cell another runner holds is skipped (and listed as running), the
+    rest run; the lock is kept by the cell's own process, and nothing is left locked once every holder is gone."""
+    tier = suite.Tier("tiny", (suite.Task("InvertedPendulum-v5", 300, 300),), {"InvertedPendulum-v5": (10,)}, (1,))
+    sac, pebble = suite.cells(tier)  # the same names as the driver's tier
+
+    def listed() -> list[str]:
+        capsys.readouterr()
+        suite.list_tier(tier, tmp_path / "res")
+        return [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+
+    tier_dir = tmp_path / "res" / "tiny"
+    (tier_dir / "runs").mkdir(parents=True)
+    held = suite.lock_cell(tier_dir, pebble)  # "another runner" running the PEBBLE cell
+    assert held is not None and suite.lock_cell(tier_dir, pebble) is None
+    proc = run_driver(tmp_path, 300)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert f"1 cell(s) left to the runner(s) holding them: {pebble.name}" in out
+    assert suite.is_done(tier_dir, sac) and not suite.is_done(tier_dir, pebble)
+    assert not (tier_dir / "runs" / pebble.name).exists()  # not touched
+    assert listed() == ["done", "running"]
+
+    # a process given the lock's file keeps the cell locked after the runner that took it has let go
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], pass_fds=(held.fileno(),))
+    held.close()
+    assert listed() == ["done", "running"]
+    child.kill()
+    child.wait()
+    assert listed() == ["done", "to"]  # "to do"
+    assert suite.lock_cell(tier_dir, pebble) is not None
 
 
 @pytest.mark.slow  # about a minute of CPU: two tiny runs, stopped and continued in subprocesses

@@ -139,3 +139,38 @@ def test_sweep_workers_join_one_study(tmp_path):
     study = optuna.load_study(study_name="slurm-sweep", storage=make_storage(str(storage)))
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert study.trials[0].params != study.trials[1].params  # each worker has its own sampler seed
+
+
+def test_suite_runners_share_one_results_folder_and_continue_after_a_requeue(tmp_path):
+    """Two array tasks of slurm/suite.sbatch on one results folder run the tiny tier's two cells once each; SIGTERM
+    to both (as before a time limit) checkpoints the running cells, requeues the tasks, and the cells continue."""
+    from suite_driver import write_driver
+
+    driver = write_driver(tmp_path / "driver.py", 1500)
+    environ = {**os.environ, "CLEANRLHF_SUITE": str(driver),
+               "SBATCH_EXTRA": f"--cpus-per-task=1 --mem=2G --output={tmp_path}/%x_%A_%a.out"}  # fmt: skip
+    t0 = time.time()
+    job = sh(str(REPO / "slurm" / "submit.sh"), "suite", "--tasks", "2", "--", "--tier", "tiny", "--results-dir",
+             str(tmp_path / "res"), cwd=REPO, env=environ)  # fmt: skip
+    tier_dir = tmp_path / "res" / "tiny"
+    pebble = "InvertedPendulum-v5__pebble10__seed1"
+    wait_for(lambda: any((tier_dir / "runs" / pebble).glob("*/checkpoints/resume/state.json")), 600, "a checkpoint")
+    sh("scancel", "--signal=TERM", "--batch", job)  # every task of the array
+    wait_for(lambda: set(states(job).values()) <= {"PENDING", "COMPLETED"}, 300, "the requeues")
+    for task, state in states(job).items():
+        if state == "PENDING":
+            sh("scontrol", "update", f"jobid={task}", "StartTime=now")  # skip the cred_expire hold (about 20 s)
+    wait_for(lambda: not sh("squeue", "-h", "-j", job), 900, f"suite job {job}")
+    print(f"2 suite runners finished in {time.time() - t0:.0f} s")
+    assert states(job) == {f"{job}_0": "COMPLETED", f"{job}_1": "COMPLETED"}
+    logs = "".join(p.read_text() for p in sorted(tmp_path.glob("*.out")))
+    assert "SIGTERM at" in logs and "requeued " in logs and "restart 1" in logs
+    assert "left to the runner(s) holding them" in logs  # a runner found the other's cell locked
+    for name in ("InvertedPendulum-v5__sac__seed1", pebble):
+        meta = json.loads((tier_dir / f"{name}.json").read_text())
+        assert meta["final_step"] == 1500, name
+        assert meta["attempts"][-1] == {**meta["attempts"][-1], "exit": 0}
+        assert all(a["exit"] in (0, 130) for a in meta["attempts"])
+        assert len(list((tier_dir / "runs" / name).glob("*/args.json"))) == 1  # one run, never started twice
+    attempts = json.loads((tier_dir / f"{pebble}.json").read_text())["attempts"]
+    assert [a["resumed"] for a in attempts] == [False, True] and attempts[0]["exit"] == 130
