@@ -325,6 +325,35 @@ def outputs(tier_dir: Path, media: Path = MEDIA) -> dict[Path, bytes]:
     return files
 
 
+GIFS_FILE = "gifs.json"  # written by benchmarks/gifs.py
+
+
+def gifs_markdown(tier_dir: Path) -> str:
+    """The tier's gifs of trained agents with their captions (README only: the paths are the repository's)."""
+    path = tier_dir / GIFS_FILE
+    if not path.is_file():
+        return ""
+    gifs = list(json.loads(path.read_text()).values())
+    captions = []
+    for g in gifs:
+        e = g["evaluation"]
+        seeds = ", ".join(str(s) for s in g["median_of_seeds"])
+        captions.append(
+            f"`{g['env_id']}`, PEBBLE with {g['labels_budget']} labels, seed {g['seed']} (the median of seeds {seeds}"
+            f" by final return); at step {g['checkpoint_step']:,}: {e['mean']:.1f} ± {e['std']:.1f} over"
+            f" {e['episodes']} evaluation episodes"
+        )
+    out = io.StringIO()
+    out.write(
+        "Trained PEBBLE agents (`benchmarks/gifs.py`: each task's median seed, its final checkpoint evaluated by"
+        " `framework/evaluation.py`; the first seconds of the first episode):\n\n"
+    )
+    out.write("| " + " | ".join(f"![{g['env_id']}]({g['gif']})" for g in gifs) + " |\n")
+    out.write("|" + "---|" * len(gifs) + "\n")
+    out.write("| " + " | ".join(captions) + " |\n")
+    return out.getvalue()
+
+
 def campaign_status(results: Path) -> str:
     """Which cells of each tier's grid (benchmarks/suite.py) have a committed result."""
     import suite
@@ -378,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
                 tier_files[tier_dir / "REPORT.md"].decode().split("\n\n", 1)[1].split(DIAGNOSTICS, 1)[0].rstrip("\n")
                 + "\n"
             )
+            if gifs := gifs_markdown(tier_dir):
+                markdown += "\n" + gifs
             readme = readme_with(readme, tier, markdown)
     if readme is not None:
         files[a.readme] = readme.encode()
