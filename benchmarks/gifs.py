@@ -10,7 +10,7 @@ as any checkpoint is (``evaluation.py``: 10 episodes from seed 1, the first film
 first episode become ``media/<tier>_<env>_<method>.gif``. ``benchmarks/results/<tier>/gifs.json`` records, per gif,
 the cell, the seed, the seeds it was the median of, the checkpoint's step and the evaluation's return, from which
 ``report.py`` writes the README's captions. A run directory that is gone (another machine ran the cell) is named
-with the command that runs the cell again; rerunning a cell on the machine that ran it, with one thread, repeats it.
+with the command that runs the cell again (same seed, threads and machine: the same run).
 """
 
 from __future__ import annotations
