@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 | {"episodes": summary["episodes"], "seed": summary["seed"]},
                 "gif": f"media/{name}",
                 "gif_seconds": a.seconds,
-                "commit": suite.git_commit(),
+                "trained_at_commit": chosen.get("commit", ""),
+                "filmed_at_commit": suite.git_commit(),
             }
             made += 1
             print(f"{a.media_dir / name}: {cell.name}, evaluation {summary['mean']:.1f} ± {summary['std']:.1f}")
