@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 "campaign_final_return": chosen["final_eval_return"],
                 "checkpoint_step": summary["step"],
                 "evaluation": {k: round(float(summary[k]), 1) for k in ("mean", "std", "min", "max")}
-                | {"episodes": summary["episodes"], "seed": summary["seed"]},
+                | {"episodes": summary["episodes"], "seed": summary["seed"], "lengths": summary["lengths"]},
                 "gif": f"media/{name}",
                 "gif_seconds": a.seconds,
                 "trained_at_commit": chosen.get("commit", ""),

@@ -341,7 +341,8 @@ def gifs_markdown(tier_dir: Path) -> str:
         captions.append(
             f"`{g['env_id']}`, PEBBLE with {g['labels_budget']} labels, seed {g['seed']} (the median of seeds {seeds}"
             f" by final return); at step {g['checkpoint_step']:,}: {e['mean']:.1f} ± {e['std']:.1f} over"
-            f" {e['episodes']} evaluation episodes"
+            f" {e['episodes']} evaluation episodes of {min(e['lengths'])}–{max(e['lengths'])} steps (the filmed one:"
+            f" {e['lengths'][0]})"
         )
     out = io.StringIO()
     out.write(
