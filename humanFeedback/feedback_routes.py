@@ -101,7 +101,8 @@ def add_routes(app: Flask, store: Store, long_poll_slots: int | None = None) -> 
             raise ApiError(415, "unsupported_media_type", "upload a query as multipart/form-data")
         form, files = request.form, request.files
         fields = {"query_id", "session", "meta", "labellers"}
-        unknown = sorted((form.keys() - fields) | (files.keys() - {"clip_a", "clip_b"}))
+        # a part whose header a stray CR cuts has no name: werkzeug keys it None, which sorts with no str
+        unknown = sorted((form.keys() - fields) | (files.keys() - {"clip_a", "clip_b"}), key=repr)
         if unknown:
             raise ApiError(400, "unknown_field", f"unknown field(s): {', '.join(shown(k) for k in unknown[:5])}")
         for name in ("query_id", "session"):

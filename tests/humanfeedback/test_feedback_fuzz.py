@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 from feedback_server import create_app
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from .feedback_testutil import TOKEN
@@ -172,6 +172,7 @@ def test_deeply_nested_json_never_500(fuzz_client, route, body):
     filename=edge_text.filter(lambda t: len(t) < 300),
     mime=st.sampled_from(["video/webm", "video/mp4", "text/plain", "application/octet-stream"]),
 )
+@example(run_id="hopper-s1", fields={"\r": "1"}, filename="\r", mime="video/webm")  # a part without a name: was a 500
 def test_upload_route_never_500(fuzz_client, webm_clips, run_id, fields, filename, mime):
     """Multipart: form fields, their names and file names carry the same hostile text, sent as a hostile client
     would (raw bytes; a surrogate in its invalid three-byte form)."""
