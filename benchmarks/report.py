@@ -119,6 +119,8 @@ def mean_std(values) -> str:
         return "—"
     mean, std = float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
     digits = 0 if abs(mean) >= 100 else 1 if abs(mean) >= 10 else 2
+    if len(v) == 1:
+        return f"{mean:.{digits}f}"  # one seed has no spread to show
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -295,7 +297,10 @@ def plot_tier(tier: str, cells: list[CellResult]) -> dict[str, bytes]:
             ax.set_xlabel("environment steps" if kind == "steps" else "labels so far (mean over seeds)")
             ax.set_ylabel("evaluation return")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+            else:  # against labels, before a PEBBLE run of this task is done
+                ax.text(0.5, 0.5, "no PEBBLE run yet", ha="center", va="center", transform=ax.transAxes)
         for ax in list(axes.flat)[len(envs) :]:
             ax.axis("off")
         fig.suptitle(f"tier {tier}: mean over seeds, band = min to max", fontsize=10)
