@@ -45,6 +45,7 @@ from typing import IO
 
 from tiers import MEDIUM, QUICK, SCRIPTS, STANDARD, TIERS, Cell, Task, Tier, cells
 
+from rlhf.manifest import ManifestError, read_manifest
 from rlhf.runs import read_scalars, value_at
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +74,19 @@ def resumable_run(cell_runs: Path) -> Path | None:
         return None
     ckpt = runs[0] / "checkpoints"
     return runs[0] if (ckpt / "resume").is_dir() or (ckpt / "resume.old").is_dir() else None
+
+
+def cell_progress(tier_dir: Path, cell: Cell) -> int:
+    """Steps of the cell a run has recorded (its ``run.json``, written at start, at each checkpoint and at the end;
+    0 for a cell not started, or whose runs cannot be read). A resumed run continues from this step."""
+    if is_done(tier_dir, cell):
+        return cell.steps
+    runs = run_dirs(tier_dir / "runs" / cell.name)
+    try:
+        manifest = read_manifest(runs[0]) if len(runs) == 1 else None
+    except ManifestError:
+        return 0
+    return min(int(manifest["step"]), cell.steps) if manifest else 0
 
 
 def script_resumes(script: str) -> bool:
@@ -323,6 +337,14 @@ def record_attempt(tier_dir: Path, r: Running, code: int) -> list[dict]:
     return history
 
 
+def estimate_eta(trained_steps: int, seconds: float, steps_left: int) -> float:
+    """Seconds until ``steps_left`` are trained at the rate this runner has trained so far (NaN before its first
+    recorded progress: a cell records its steps at each checkpoint)."""
+    if steps_left <= 0:
+        return 0.0
+    return steps_left * seconds / trained_steps if trained_steps > 0 and seconds > 0 else float("nan")
+
+
 def format_eta(seconds: float) -> str:
     if seconds != seconds or seconds == float("inf"):
         return "?"
@@ -362,8 +384,11 @@ def run_tier(
     running: list[Running] = []
     failed: list[str] = []
     elsewhere: list[str] = []  # cells another runner on this results folder holds
-    steps_done, t0 = 0, time.time()
-    steps_left = sum(c.steps for c in todo)
+    # the ETA: steps this runner has trained (finished cells and the recorded progress of running ones) per second,
+    # against the steps its cells still need; a cell resumed from a checkpoint needs only the rest
+    t0 = time.time()
+    at_start = {c.name: cell_progress(tier_dir, c) for c in todo}
+    trained = 0  # steps of the cells this runner finished, beyond where they started
     stop = {"now": False}
 
     def on_signal(signum, frame):
@@ -381,7 +406,6 @@ def run_tier(
                         elsewhere.append(cell.name)
                     else:
                         lock.close()
-                    steps_left -= cell.steps
                     bar.update(1)
                     continue
                 running.append(start(cell, tier_dir, threads, resume=True, lock=lock))
@@ -408,15 +432,19 @@ def run_tier(
                     rows = write_result(cell, tier_dir, runs[0], history, threads)
                     if publish:
                         publish_cell(tier_dir, cell)
-                    steps_done += cell.steps
+                    trained += cell.steps - at_start[cell.name]
                     tqdm.write(
                         f"{cell.name}: eval return {rows[-1]['eval_return']:.1f} with {rows[-1]['labels']} labels"
                         f" in {rows[-1]['wall_seconds']:.0f} s"
                     )
-                steps_left -= cell.steps
                 bar.update(1)
-            rate = steps_done / max(time.time() - t0, 1e-9)
-            eta = steps_left / rate if rate > 0 else float("nan")
+            progress = {r.cell.name: cell_progress(tier_dir, r.cell) for r in running}
+            eta = estimate_eta(
+                trained + sum(p - at_start[name] for name, p in progress.items()),
+                time.time() - t0,
+                sum(c.steps - at_start[c.name] for c in todo)
+                + sum(r.cell.steps - progress[r.cell.name] for r in running),
+            )
             bar.set_postfix_str(f"running {len(running)}, left {len(todo)}, ETA {format_eta(eta)}", refresh=False)
     finally:
         for r in running:  # each saves a checkpoint on SIGTERM; the next call continues it
@@ -463,7 +491,9 @@ def list_tier(tier: Tier, results: Path, adopt: bool = False) -> None:
             status = "checkpointed"
         else:
             status = "to do"
-        print(f"{status:13s} {c.name:55s} {c.script:12s} {c.steps:>9,d} steps")
+        done = cell_progress(tier_dir, c) if status in ("running", "checkpointed") else None
+        steps = f"{c.steps:>9,d} steps" if done is None else f"{done:>9,d} / {c.steps:,d} steps"
+        print(f"{status:13s} {c.name:55s} {c.script:12s} {steps}")
 
 
 def main(argv: list[str] | None = None) -> int:

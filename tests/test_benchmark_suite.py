@@ -245,3 +245,28 @@ def test_list_shows_published_cells_only_with_continue_published(tmp_path, monke
         first = capsys.readouterr().out.splitlines()[0]
         assert first.startswith(status) and cell.name in first, first
     assert not (tmp_path / "res" / "quick" / f"{cell.name}.csv").exists()  # --list copies nothing
+
+
+def test_progress_of_a_started_cell_is_its_run_json_step_and_the_eta_counts_only_what_is_left(tmp_path, capsys):
+    """--list shows a checkpointed cell's recorded steps; the ETA is the steps left at the rate trained so far."""
+    from rlhf.manifest import write_manifest
+
+    tier = suite.Tier("tiny", (suite.Task("InvertedPendulum-v5", 300, 300),), {"InvertedPendulum-v5": (10,)}, (1,))
+    sac, pebble = suite.cells(tier)
+    tier_dir = tmp_path / "res" / "tiny"
+    run = tier_dir / "runs" / pebble.name / "run-1"
+    (run / "checkpoints" / "resume").mkdir(parents=True)
+    (run / "args.json").write_text("{}")
+    write_manifest(run, algorithm="sac_rlhf", env_id="InvertedPendulum-v5", seed=1, status="interrupted", step=120)
+    assert suite.cell_progress(tier_dir, pebble) == 120 and suite.cell_progress(tier_dir, sac) == 0
+    suite.list_tier(tier, tmp_path / "res")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[0] == "to" and lines[0].endswith(" 300 steps")
+    assert lines[1].split()[0] == "checkpointed" and lines[1].endswith(" 120 / 300 steps")
+    (run / "run.json").write_text("{not json")  # a damaged manifest counts as no progress, not a crash
+    assert suite.cell_progress(tier_dir, pebble) == 0
+    # 1 000 steps trained in 50 s: 20 steps/s, so 3 000 steps left take 150 s; nothing trained yet: unknown
+    assert suite.estimate_eta(1000, 50.0, 3000) == 150.0
+    assert suite.estimate_eta(0, 50.0, 3000) != suite.estimate_eta(0, 50.0, 3000)  # NaN
+    assert suite.estimate_eta(1000, 50.0, 0) == 0.0
+    assert suite.format_eta(150.0 * 60) == "2h30m"
