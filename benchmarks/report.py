@@ -189,10 +189,13 @@ def tier_markdown(tier: str, cells: list[CellResult], random_returns: dict[str, 
     w("Fraction of oracle: (R − R_random) / (mean R of SAC − R_random); random policy = 0, SAC on the true reward = 1.")
     w()
 
-    # aggregate over tasks: only tasks that have every seed of the method, on the seeds all of them share
-    aggregate = []
+    # aggregate over tasks: those with at least 2 seeds of the method (a stratified bootstrap resamples seeds within
+    # each task), on the seeds all of them share; a task with fewer so far is left out and named
+    aggregate, left_out = [], set()
     for key in keys:
         per_env = {env: fractions[(env, key)] for env in envs if (env, key) in fractions}
+        left_out |= {env for env, by_seed in per_env.items() if len(by_seed) < 2}
+        per_env = {env: by_seed for env, by_seed in per_env.items() if len(by_seed) >= 2}
         if not per_env:
             continue
         seeds = sorted(set.intersection(*(set(v) for v in per_env.values())))
@@ -207,7 +210,11 @@ def tier_markdown(tier: str, cells: list[CellResult], random_returns: dict[str, 
         for line in aggregate:
             w(line)
     else:
-        w("The aggregate (IQM with a bootstrap interval) needs at least 2 seeds of every task; not yet.")
+        w("The aggregate (IQM with a bootstrap interval) needs at least 2 seeds of a task; not yet.")
+    if left_out:
+        w()
+        names = ", ".join(f"`{env}`" for env in envs if env in left_out)
+        w(f"Left out of the aggregate until they have 2 seeds: {names}.")
     w()
 
     w("Wall time per run, minutes (mean ± std over seeds), and environment steps per second.")
@@ -343,9 +350,11 @@ def gifs_markdown(tier_dir: Path) -> str:
     for g in gifs:
         e = g["evaluation"]
         seeds = ", ".join(str(s) for s in g["median_of_seeds"])
+        which = (
+            "the only seed so far" if len(g["median_of_seeds"]) == 1 else f"the median of seeds {seeds} by final return"
+        )
         captions.append(
-            f"`{g['env_id']}`, PEBBLE with {g['labels_budget']} labels, seed {g['seed']} (the median of seeds {seeds}"
-            f" by final return); at step {g['checkpoint_step']:,}: {e['mean']:.1f} ± {e['std']:.1f} over"
+            f"`{g['env_id']}`, PEBBLE with {g['labels_budget']} labels, seed {g['seed']} ({which}); at step {g['checkpoint_step']:,}: {e['mean']:.1f} ± {e['std']:.1f} over"
             f" {e['episodes']} evaluation episodes of {min(e['lengths'])}–{max(e['lengths'])} steps (the filmed one:"
             f" {e['lengths'][0]})"
         )

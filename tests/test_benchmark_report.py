@@ -148,3 +148,18 @@ def test_the_bootstrap_interval_is_the_same_on_every_call_and_leaves_numpy_alone
     np.random.seed(1)
     report.iqm_with_ci(x, reps=500)
     assert np.random.rand() == expected  # the caller's global generator is where it was
+
+
+def test_a_task_with_one_seed_so_far_is_named_and_left_out_of_the_aggregate(results):
+    """The campaign's state between seeds: EnvC has one seed of each method. The aggregate is the one over A and B
+    (the same as without EnvC), and the task left out is named."""
+    tier_dir = results / "tiny"
+    before = report.tier_markdown("tiny", report.load_tier(tier_dir), RANDOM)
+    write_cell(tier_dir, "EnvC-v5", "sac", 1, 100.0)
+    write_cell(tier_dir, "EnvC-v5", "pebble", 1, 50.0)
+    after = report.tier_markdown("tiny", report.load_tier(tier_dir), {**RANDOM, "EnvC-v5": 0.0})
+    aggregate = lambda md: [line for line in md.splitlines() if line.startswith("| PEBBLE")][-1]  # noqa: E731
+    assert aggregate(after) == aggregate(before) and aggregate(after).endswith("| 2 | 6 |")
+    assert "Left out of the aggregate until they have 2 seeds: `EnvC-v5`." in after
+    assert "Left out" not in before
+    assert table_rows(after)["`EnvC-v5`"][3] == "0.50"
