@@ -349,13 +349,15 @@ def gifs_markdown(tier_dir: Path) -> str:
     captions = []
     for g in gifs:
         e = g["evaluation"]
+        shortest, longest = min(e["lengths"]), max(e["lengths"])
+        lengths = f"{shortest}" if shortest == longest else f"{shortest}–{longest}"
         seeds = ", ".join(str(s) for s in g["median_of_seeds"])
         which = (
             "the only seed so far" if len(g["median_of_seeds"]) == 1 else f"the median of seeds {seeds} by final return"
         )
         captions.append(
             f"`{g['env_id']}`, PEBBLE with {g['labels_budget']} labels, seed {g['seed']} ({which}); at step {g['checkpoint_step']:,}: {e['mean']:.1f} ± {e['std']:.1f} over"
-            f" {e['episodes']} evaluation episodes of {min(e['lengths'])}–{max(e['lengths'])} steps (the filmed one:"
+            f" {e['episodes']} evaluation episodes of {lengths} steps (the filmed one:"
             f" {e['lengths'][0]})"
         )
     out = io.StringIO()

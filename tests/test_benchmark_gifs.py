@@ -66,11 +66,12 @@ def test_the_gif_is_the_median_seeds_checkpoint_filmed_and_captioned(tmp_path, t
     assert report.gifs_markdown(tmp_path) == ""  # a tier without gifs has no gif block
 
 
-def test_a_gif_of_the_only_seed_so_far_says_so(tmp_path):
+def test_a_gif_of_the_only_seed_so_far_says_so_and_equal_lengths_are_one_number(tmp_path):
     entry = {
         "env_id": "Walker2d-v5", "labels_budget": 500, "seed": 1, "median_of_seeds": [1], "checkpoint_step": 200,
-        "evaluation": {"mean": 1.0, "std": 0.5, "episodes": 2, "lengths": [10, 12]}, "gif": "media/w.gif",
+        "evaluation": {"mean": 1.0, "std": 0.5, "episodes": 2, "lengths": [12, 12]}, "gif": "media/w.gif",
     }  # fmt: skip
     (tmp_path / gifs.GIFS_FILE).write_text(json.dumps({"Walker2d-v5__pebble500__seed1": entry}))
     caption = report.gifs_markdown(tmp_path)
     assert "seed 1 (the only seed so far); at step 200:" in caption and "median" not in caption.split("|")[-2]
+    assert "over 2 evaluation episodes of 12 steps (the filmed one: 12)" in caption  # equal lengths: one number
