@@ -59,9 +59,10 @@ def test_the_gif_is_the_median_seeds_checkpoint_filmed_and_captioned(tmp_path, t
     assert "seed 3 (the median of seeds 1, 2, 3 by final return); at step 600:" in caption
     lengths = entry["evaluation"]["lengths"]
     assert len(lengths) == 2 and all(1 <= n <= 1000 for n in lengths)
+    span = f"{min(lengths)}" if min(lengths) == max(lengths) else f"{min(lengths)}–{max(lengths)}"
     assert (
         f"{entry['evaluation']['mean']:.1f} ± {entry['evaluation']['std']:.1f} over 2 evaluation episodes of"
-        f" {min(lengths)}–{max(lengths)} steps (the filmed one: {lengths[0]})" in caption
+        f" {span} steps (the filmed one: {lengths[0]})" in caption
     )
     assert report.gifs_markdown(tmp_path) == ""  # a tier without gifs has no gif block
 
