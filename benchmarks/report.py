@@ -356,9 +356,9 @@ def gifs_markdown(tier_dir: Path) -> str:
             "the only seed so far" if len(g["median_of_seeds"]) == 1 else f"the median of seeds {seeds} by final return"
         )
         captions.append(
-            f"`{g['env_id']}`, PEBBLE with {g['labels_budget']} labels, seed {g['seed']} ({which}); at step {g['checkpoint_step']:,}: {e['mean']:.1f} ± {e['std']:.1f} over"
-            f" {e['episodes']} evaluation episodes of {lengths} steps (the filmed one:"
-            f" {e['lengths'][0]})"
+            f"`{g['env_id']}`, PEBBLE with {g['labels_budget']} labels, seed {g['seed']} ({which}); at step"
+            f" {g['checkpoint_step']:,}: {e['mean']:.1f} ± {e['std']:.1f} over {e['episodes']} evaluation episodes"
+            f" of {lengths} steps (the filmed one: {e['lengths'][0]})"
         )
     out = io.StringIO()
     out.write(

@@ -79,8 +79,6 @@ def resumable_run(cell_runs: Path) -> Path | None:
 def cell_progress(tier_dir: Path, cell: Cell) -> int:
     """Steps of the cell a run has recorded (its ``run.json``, written at start, at each checkpoint and at the end;
     0 for a cell not started, or whose runs cannot be read). A resumed run continues from this step."""
-    if is_done(tier_dir, cell):
-        return cell.steps
     runs = run_dirs(tier_dir / "runs" / cell.name)
     try:
         manifest = read_manifest(runs[0]) if len(runs) == 1 else None
